@@ -1,0 +1,336 @@
+"""Typed run configuration: plain YAML mapped onto dataclasses, validated, hashed.
+
+A run's config is resolved in layers, each a YAML mapping merged over the previous one:
+the dataclass defaults, the dataset recipe (``experiments/datasets/<dataset>.yaml``), the method
+recipe (``experiments/methods/<method>.yaml``, its ``common`` block then its block for the dataset),
+the user's ``--config FILE``, the command-line flags, then each ``--set key=value``.
+Any unknown key or badly typed value is a :class:`ConfigError` whose message names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message is one line that names the offending key."""
+
+
+# --------------------------------------------------------------------------------------------
+# The sections of a run
+
+
+@dataclass
+class AugmentConfig:
+    """Contrastive augmentations (SimCLR's recipe), drawn independently per image and per view."""
+
+    crop_size: int | None = None
+    """Output side length; None uses the dataset's native image size."""
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    """Colour-jitter strengths: brightness, contrast, saturation, hue."""
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_fraction: float = 0.1
+    """Gaussian-blur kernel side as a fraction of the crop (SimCLR: 10%), made odd, at least 3."""
+
+    def __post_init__(self) -> None:
+        require(self.crop_size is None or self.crop_size >= 8, "crop_size", "must be at least 8")
+        require(0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale", "must satisfy 0 < min <= max <= 1")
+        require(0 < self.crop_ratio[0] <= self.crop_ratio[1], "crop_ratio", "must satisfy 0 < min <= max")
+        require(all(j >= 0 for j in self.jitter) and self.jitter[3] <= 0.5, "jitter", "strengths must be >= 0 and hue <= 0.5")
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):
+            require(0 <= getattr(self, name) <= 1, name, "must be a probability in [0, 1]")
+        require(0 < self.blur_sigma[0] <= self.blur_sigma[1], "blur_sigma", "must satisfy 0 < min <= max")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"
+    """``tiny`` (CPU runs), ``resnet18`` or ``resnet50``."""
+    stem: str = "auto"
+    """``cifar`` (3x3 stride-1 conv, no max-pool), ``imagenet`` (torchvision's 7x7 stride-2 conv and
+    max-pool) or ``auto``: cifar for crops up to 96 px, imagenet above."""
+    projector_hidden_dim: int | None = None
+    """Hidden width of the projection MLP; None uses the backbone's feature width."""
+    projector_out_dim: int = 128
+    projector_batchnorm: bool = True
+    """BatchNorm after the hidden layer (SimCLR, HCL/DCL code); MoCo-v2's head has none."""
+
+    def __post_init__(self) -> None:
+        require(self.stem in ("auto", "cifar", "imagenet"), "stem", "must be auto, cifar or imagenet")
+        require(self.projector_out_dim > 0, "projector_out_dim", "must be positive")
+        require(self.projector_hidden_dim is None or self.projector_hidden_dim > 0, "projector_hidden_dim", "must be positive")
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    """``sgd``, ``adam`` or ``lars``."""
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    """SGD and LARS momentum (Adam ignores it)."""
+    nesterov: bool = False
+    lars_trust_coefficient: float = 0.001
+
+    def __post_init__(self) -> None:
+        require(self.name in ("sgd", "adam", "lars"), "name", f"must be sgd, adam or lars, got {self.name!r}")
+        require(self.lr > 0, "lr", "must be positive")
+        require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "constant"
+    """``constant``, ``cosine`` (to ``final_lr_factor`` x lr) or ``step`` (x ``gamma`` at each
+    epoch of ``milestones``); updated every step."""
+    warmup_epochs: float = 0.0
+    """Linear warm-up from ``warmup_start_factor`` x lr, before the schedule proper."""
+    warmup_start_factor: float = 0.0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    final_lr_factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.name in ("constant", "cosine", "step"), "name", f"must be constant, cosine or step, got {self.name!r}")
+        require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
+        require(list(self.milestones) == sorted(self.milestones), "milestones", "must be increasing")
+
+
+@dataclass
+class PretrainConfig:
+    epochs: int = 400
+    batch_size: int = 256
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    precision: str = "auto"
+    """``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``bf16`` or ``fp16``."""
+    checkpoint_every: int = 10
+    """Epochs between checkpoints (the last epoch is always saved)."""
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", "must be at least 1")
+        require(self.batch_size >= 2, "batch_size", "must be at least 2")
+        require(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")
+        require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
+
+
+def _probe_optimizer() -> OptimizerConfig:
+    # HCL/DCL linear.py: Adam lr 1e-3, weight decay 1e-6 (joshr17/HCL@7b4647f image/linear.py).
+    return OptimizerConfig(name="adam", lr=1e-3, weight_decay=1e-6)
+
+
+@dataclass
+class ProbeConfig:
+    """Linear classifier on the frozen backbone's pooled features."""
+
+    protocol: str = "fast"
+    """``fast``: features of the un-augmented images computed once, classifier trained on them;
+    ``paper``: every epoch runs augmented images through the frozen backbone, as the papers do."""
+    epochs: int = 100
+    batch_size: int = 512
+    optimizer: OptimizerConfig = field(default_factory=_probe_optimizer)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    augment: AugmentConfig | None = None
+    """Training augmentation of the ``paper`` protocol; None uses the pretraining augmentations
+    (as the HCL/DCL linear evaluation does)."""
+    image_size: int | None = None
+    """Evaluation image size; None keeps the native size of 32/96-px datasets (HCL's test
+    transform) and center-crops 224 after resizing to 256 for ImageNet-100."""
+
+    def __post_init__(self) -> None:
+        require(self.protocol in ("fast", "paper"), "protocol", f"must be fast or paper, got {self.protocol!r}")
+        require(self.epochs >= 1, "epochs", "must be at least 1")
+        require(self.batch_size >= 1, "batch_size", "must be at least 1")
+
+
+@dataclass
+class KnnConfig:
+    """Weighted kNN on L2-normalised backbone features, as the HCL/DCL code monitors it."""
+
+    k: int = 200
+    temperature: float = 0.5
+
+    def __post_init__(self) -> None:
+        require(self.k >= 1, "k", "must be at least 1")
+        require(self.temperature > 0, "temperature", "must be positive")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's results (and so its keys in the run store)."""
+
+    method: str = "simclr"
+    dataset: str = "shapes"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method_params: Any = None
+    """The method's own typed parameters (its registry entry names the dataclass)."""
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    transfer: tuple[str, ...] | None = None
+    """Datasets the encoder is transferred to (linear probe trained and tested there); None uses
+    the dataset's default target."""
+    random_init_baseline: bool = True
+    """Also evaluate a randomly initialised encoder of the same architecture, as a floor."""
+
+
+# --------------------------------------------------------------------------------------------
+# Mapping plain data onto the dataclasses
+
+
+class FieldError(ConfigError):
+    """A bad value of one field, raised by a dataclass's ``__post_init__``; :func:`from_dict`
+    turns it into a ConfigError naming the full key."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name} {message}")
+        self.field_name, self.message = field_name, message
+
+
+def require(ok: bool, field_name: str, message: str) -> None:
+    """Raise a :class:`FieldError` for ``field_name`` unless ``ok``."""
+    if not ok:
+        raise FieldError(field_name, message)
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """``value`` (plain YAML data) as type ``tp``, or a ConfigError naming ``path``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(value, option, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"config key '{path}' must be a list of {len(args)} values, got {list(value)!r}")
+        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, bool, str) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"config key '{path}' must be {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and badly typed values."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config key '{path or '<root>'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise ConfigError(f"unknown config key '{full}'{hint}")
+        kwargs[key] = _convert(value, hints[key], full)
+    try:
+        return cls(**kwargs)
+    except FieldError as err:
+        full = f"{path}.{err.field_name}" if path else err.field_name
+        raise ConfigError(f"config key '{full}' {err.message}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain data (dicts, lists, scalars) for a config dataclass, ready for YAML or JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def config_key(payload: Any) -> str:
+    """A short stable hash of plain data or a dataclass (sorted-key JSON, SHA-256)."""
+    text = json.dumps(to_dict(payload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Layers: YAML files, --set overrides, merging
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """``override`` merged into a copy of ``base``; nested mappings merge, everything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_yaml(path: Path) -> dict:
+    """A YAML file that must hold a mapping; a clear one-line error otherwise."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> dict:
+    """``'pretrain.optimizer.lr=0.1'`` as the nested mapping ``{'pretrain': {'optimizer': {'lr': 0.1}}}``;
+    the value is read as YAML (numbers, booleans, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from None
+    nested: Any = value
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested

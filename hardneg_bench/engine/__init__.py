@@ -1,0 +1,1 @@
+"""The loops: pretraining, linear probe and kNN evaluation."""

@@ -1,0 +1,130 @@
+"""Batches for the loops: two augmented views for pretraining, one augmented view for the paper
+probe, plain images for feature extraction.
+
+In-memory datasets (:class:`ImageTensorSet`) stay uint8 on the device and are augmented there in
+whole batches (:class:`BatchAugment`); image folders go through a DataLoader whose workers decode
+and augment each image with the torchvision reference pipeline. Every epoch's order and
+augmentations are drawn from a generator seeded by the caller, so a resumed run sees the very same
+batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import AugmentConfig
+from ..data.augment import BatchAugment, eval_transform, normalize_batch, reference_transform
+from ..data.base import DatasetSpec, ImageFolderSet, ImageSet, ImageTensorSet
+from ..methods.base import Batch
+
+
+def steps_per_epoch(size: int, batch_size: int, drop_last: bool) -> int:
+    return size // batch_size if drop_last else -(-size // batch_size)
+
+
+def _index_batches(size: int, batch_size: int, drop_last: bool, generator: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(size, generator=generator) if generator is not None else torch.arange(size)
+    usable = (size // batch_size) * batch_size if drop_last else size
+    return list(order[:usable].split(batch_size))
+
+
+class _TransformedImages(Dataset):
+    """``views`` independently transformed copies of each image, its index and label."""
+
+    def __init__(self, data: ImageSet, transform: Callable, views: int) -> None:
+        self.data, self.transform, self.views = data, transform, views
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        image = self.data.image(index)
+        return (*(self.transform(image) for _ in range(self.views)), index, self.data.labels[index])
+
+
+def _loader(data: ImageSet, transform: Callable, views: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int, num_workers: int) -> DataLoader:
+    # The loader's generator fixes both the order and each worker's seed (so its augmentations).
+    return DataLoader(
+        _TransformedImages(data, transform, views),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def crop_size_of(augment: AugmentConfig, spec: DatasetSpec) -> int:
+    return augment.crop_size or spec.image_size
+
+
+class DeviceImages:
+    """An :class:`ImageTensorSet` moved to ``device`` once and kept there."""
+
+    def __init__(self, data: ImageTensorSet, device: torch.device) -> None:
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.device = device
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def two_view_batches(
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
+) -> Iterator[Batch]:
+    """One epoch of pretraining batches (last incomplete batch dropped)."""
+    size = crop_size_of(augment, spec)
+    if isinstance(data, DeviceImages):
+        batch_augment = BatchAugment(augment, spec.mean, spec.std, size)
+        generator = torch.Generator(device=data.device).manual_seed(seed)
+        for idx in _index_batches(len(data), batch_size, True, torch.Generator().manual_seed(seed)):
+            idx = idx.to(data.device)
+            images = data.images[idx]
+            yield Batch(batch_augment(images, generator), batch_augment(images, generator), idx, data.labels[idx])
+        return
+    transform = reference_transform(augment, spec.mean, spec.std, size)
+    for view1, view2, idx, labels in _loader(data, transform, 2, batch_size, True, True, seed, num_workers):
+        yield Batch(view1.to(device, non_blocking=True), view2.to(device, non_blocking=True), idx.to(device), labels.to(device))
+
+
+def augmented_batches(
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of (augmented images, labels), shuffled, every image once."""
+    size = crop_size_of(augment, spec)
+    if isinstance(data, DeviceImages):
+        batch_augment = BatchAugment(augment, spec.mean, spec.std, size)
+        generator = torch.Generator(device=data.device).manual_seed(seed)
+        for idx in _index_batches(len(data), batch_size, False, torch.Generator().manual_seed(seed)):
+            idx = idx.to(data.device)
+            yield batch_augment(data.images[idx], generator), data.labels[idx]
+        return
+    transform = reference_transform(augment, spec.mean, spec.std, size)
+    for images, _, labels in _loader(data, transform, 1, batch_size, True, False, seed, num_workers):
+        yield images.to(device, non_blocking=True), labels.to(device)
+
+
+def eval_batches(
+    data: ImageSet | DeviceImages, spec: DatasetSpec, image_size: int | None, batch_size: int, device: torch.device, num_workers: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every image once, in order, un-augmented: resized only when ``image_size`` asks for it
+    (folders: resize to size/0.875 then centre-crop, 224 by default)."""
+    if isinstance(data, DeviceImages):
+        for idx in _index_batches(len(data), batch_size, False, None):
+            idx = idx.to(data.device)
+            yield normalize_batch(data.images[idx], spec.mean, spec.std, image_size), data.labels[idx]
+        return
+    transform = eval_transform(spec.mean, spec.std, image_size or 224, resize_then_center_crop=isinstance(data, ImageFolderSet))
+    for images, _, labels in _loader(data, transform, 1, batch_size, False, False, 0, num_workers):
+        yield images.to(device, non_blocking=True), labels.to(device)
+
+
+def on_device(data: ImageSet, device: torch.device) -> ImageSet | DeviceImages:
+    """In-memory sets move to the device once; folders stay on disk."""
+    return DeviceImages(data, device) if isinstance(data, ImageTensorSet) else data

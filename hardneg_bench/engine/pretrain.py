@@ -1,0 +1,160 @@
+"""The pretraining loop: any registered method, checkpointed and resumable.
+
+A checkpoint holds everything the next step depends on (the method's modules and buffers,
+optimizer, schedule, grad scaler, RNG states, the metrics so far); each epoch's batches and
+augmentations are drawn from a seed derived from (run seed, epoch), so a run resumed from a
+checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..data.base import DatasetSpec, ImageSet
+from ..methods import Method, get_method
+from ..models import build_backbone, projection_mlp
+from ..store import atomic_torch_save, atomic_write_text
+from .batches import crop_size_of, on_device, steps_per_epoch, two_view_batches
+from .optim import build_optimizer, build_schedule
+from .progress import training_progress
+from .runtime import Runtime, autocast, autocast_dtype, derive_seed, rng_state, seed_everything, set_rng_state
+
+CHECKPOINT = "checkpoint.pt"
+ENCODER = "encoder.pt"
+METRICS = "metrics.csv"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def build_method(cfg: RunConfig, spec: DatasetSpec) -> Method:
+    entry = get_method(cfg.method)
+    backbone = build_backbone(cfg.model.backbone, cfg.model.stem, crop_size_of(cfg.pretrain.augment, spec))
+    hidden = cfg.model.projector_hidden_dim or backbone.feature_dim
+    projector = projection_mlp(backbone.feature_dim, hidden, cfg.model.projector_out_dim, cfg.model.projector_batchnorm)
+    return entry.cls(backbone, projector, cfg.method_params)
+
+
+def encoder_record(cfg: RunConfig, spec: DatasetSpec, backbone: torch.nn.Module) -> dict:
+    """What ``encoder.pt`` holds: enough to rebuild the backbone without the run's config."""
+    return {
+        "backbone": cfg.model.backbone,
+        "stem": cfg.model.stem,
+        "image_size": crop_size_of(cfg.pretrain.augment, spec),
+        "state_dict": backbone.state_dict(),
+    }
+
+
+def load_encoder(path: Path, device: torch.device) -> torch.nn.Module:
+    """The backbone saved by a pretraining (or random-init) stage, in eval mode, frozen."""
+    record = torch.load(path, map_location=device, weights_only=True)
+    backbone = build_backbone(record["backbone"], record["stem"], record["image_size"])
+    backbone.load_state_dict(record["state_dict"])
+    backbone.to(device).eval().requires_grad_(False)
+    return backbone
+
+
+def save_random_init(cfg: RunConfig, spec: DatasetSpec, run_dir: Path) -> dict:
+    """The random-init baseline: the backbone as initialised with the run's seed, untrained."""
+    seed_everything(derive_seed(cfg.seed, "init"))
+    backbone = build_method(cfg, spec).backbone
+    atomic_torch_save(encoder_record(cfg, spec, backbone), run_dir / ENCODER)
+    return {"epochs_trained": 0}
+
+
+def _write_metrics(run_dir: Path, history: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(run_dir / METRICS, buffer.getvalue())
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # TensorBoard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, runtime: Runtime) -> dict:
+    """Train ``cfg.method`` on ``data`` (resuming from ``run_dir``'s checkpoint if there is one);
+    write ``encoder.pt`` and ``metrics.csv``; return the stage's metrics."""
+    device, p = runtime.device, cfg.pretrain
+    seed_everything(derive_seed(cfg.seed, "init"))
+    model = build_method(cfg, spec).to(device)
+    steps = steps_per_epoch(len(data), p.batch_size, drop_last=True)
+    if steps == 0:
+        raise ValueError(f"batch size {p.batch_size} is larger than the {len(data)} pretraining images of {spec.name}")
+    optimizer = build_optimizer(model, p.optimizer)
+    schedule = build_schedule(optimizer, p.schedule, steps, p.epochs)
+    amp_dtype = autocast_dtype(p.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    start_epoch, history = 0, []
+    checkpoint_path = run_dir / CHECKPOINT
+    if checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start_epoch, history = state["epoch"], state["history"]
+
+    images = on_device(data, device)
+    writer = _tensorboard(run_dir)
+    with training_progress(runtime.show_progress) as progress:
+        task = progress.add_task(f"{cfg.method}/{spec.name}", total=steps * p.epochs, completed=steps * start_epoch, epoch=f"{start_epoch}/{p.epochs}", loss="-", ips="-")
+        for epoch in range(start_epoch, p.epochs):
+            model.train()
+            started = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            seed = derive_seed(cfg.seed, "pretrain", epoch)
+            torch.manual_seed(seed)
+            for step, batch in enumerate(two_view_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers)):
+                with autocast(amp_dtype, device):
+                    loss = model.loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                model.after_optimizer_step()
+                loss_sum += loss.detach()
+                progress.update(task, advance=1, epoch=f"{epoch + 1}/{p.epochs}")
+                if step % 20 == 0 or step == steps - 1:  # the only host syncs inside an epoch
+                    elapsed = time.perf_counter() - started
+                    progress.update(task, loss=f"{loss.item():.4f}", ips=f"{(step + 1) * p.batch_size / elapsed:,.0f}")
+            mean_loss = (loss_sum / steps).item()
+            if not math.isfinite(mean_loss):
+                raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} of {cfg.method} on {spec.name}")
+            seconds = time.perf_counter() - started
+            history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds})
+            _write_metrics(run_dir, history)
+            if writer is not None:
+                for name in ("loss", "lr", "images_per_s"):
+                    writer.add_scalar(f"pretrain/{name}", history[-1][name], epoch + 1)
+            if (epoch + 1) % p.checkpoint_every == 0 or epoch + 1 == p.epochs:
+                atomic_torch_save(
+                    {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(), "history": history},
+                    checkpoint_path,
+                )
+    if writer is not None:
+        writer.close()
+    atomic_torch_save(encoder_record(cfg, spec, model.backbone), run_dir / ENCODER)
+    return {
+        "final_loss": history[-1]["loss"],
+        "epochs_trained": p.epochs,
+        "images_per_s": sum(h["images_per_s"] * h["seconds"] for h in history) / sum(h["seconds"] for h in history),
+        "train_seconds": sum(h["seconds"] for h in history),
+    }

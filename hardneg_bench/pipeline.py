@@ -1,0 +1,173 @@
+"""The chain of stages behind ``hardneg-bench run``.
+
+    pretrain (or random-init) --> probe, knn, transfer (one per target dataset)
+
+Each stage's config holds everything its result depends on, including its parent's key, and its
+key is the hash of that config. A stage whose key has a result in the store is skipped; an
+interrupted pretraining resumes from its checkpoint. Every finished stage appends one record to
+the ledger, which is all that ``report`` reads.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+
+from . import __version__
+from .config import RunConfig, config_key, to_dict
+from .data.base import DatasetSpec, ImageSet
+from .data.registry import get_dataset
+from .engine.batches import crop_size_of, on_device
+from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
+from .engine.pretrain import ENCODER, load_encoder, pretrain, save_random_init
+from .engine.runtime import Runtime
+from .store import RunStore
+
+RANDOM_INIT = "random-init"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict:
+    """Versions and commit recorded with every ledger record."""
+    return {
+        "hardneg_bench": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+    }
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A pretraining (or random-init) stage output and what a report row is labelled with."""
+
+    key: str
+    label: dict
+
+
+@dataclass
+class Pipeline:
+    cfg: RunConfig
+    store: RunStore
+    runtime: Runtime
+    data_root: Path
+    download: bool = True
+    records: list[dict] = field(default_factory=list)
+    _data: dict = field(default_factory=dict)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def data(self, spec: DatasetSpec, split: str) -> ImageSet:
+        """A split, loaded once per run."""
+        if (spec.name, split) not in self._data:
+            self._data[spec.name, split] = spec.load(split, self.data_root, self.download)
+        return self._data[spec.name, split]
+
+    def device_data(self, spec: DatasetSpec, split: str):
+        if (spec.name, split, "device") not in self._data:
+            self._data[spec.name, split, "device"] = on_device(self.data(spec, split), self.runtime.device)
+        return self._data[spec.name, split, "device"]
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def _stage(self, stage: str, config: dict, label: dict, compute: Callable[[Path], dict]) -> dict:
+        key = config_key(config)
+        if self.store.is_done(stage, key):
+            record = self.store.read_result(stage, key)
+            self.records.append(record)
+            return record
+        run_dir = self.store.stage_dir(stage, key)
+        self.store.write_config(stage, key, config)
+        started = time.perf_counter()
+        metrics = compute(run_dir)
+        record = {
+            "stage": stage,
+            "key": key,
+            "parent": config.get("parent"),
+            **label,
+            "metrics": metrics,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": config,
+            "environment": environment(),
+        }
+        self.store.finish(record)
+        self.records.append(record)
+        return record
+
+    def pretrained_encoder(self) -> Encoder:
+        cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
+        config = {k: to_dict(getattr(cfg, k)) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
+        label = {"method": cfg.method, "dataset": spec.name, "backbone": cfg.model.backbone, "epochs": cfg.pretrain.epochs, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
+        record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, "pretrain"), run_dir, self.runtime))
+        return Encoder(record["key"], label)
+
+    def random_init_encoder(self) -> Encoder:
+        cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
+        config = {"method": RANDOM_INIT, "dataset": spec.name, "seed": cfg.seed, "model": to_dict(cfg.model), "image_size": crop_size_of(cfg.pretrain.augment, spec)}
+        label = {"method": RANDOM_INIT, "dataset": spec.name, "backbone": cfg.model.backbone, "epochs": 0, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
+        record = self._stage("pretrain", config, label, lambda run_dir: save_random_init(cfg, spec, run_dir))
+        return Encoder(record["key"], label)
+
+    def _encoder_module(self, encoder: Encoder) -> torch.nn.Module:
+        return load_encoder(self.store.stage_dir("pretrain", encoder.key) / ENCODER, self.runtime.device)
+
+    def _features(self, encoder: Encoder, spec: DatasetSpec, split: str):
+        cache_key = ("features", encoder.key, spec.name, split)
+        if cache_key not in self._data:
+            self._data[cache_key] = extract_features(self._encoder_module(encoder), self.device_data(spec, split), spec, self.cfg.probe.image_size, self.runtime)
+        return self._data[cache_key]
+
+    def linear_probe(self, stage: str, encoder: Encoder, spec: DatasetSpec) -> dict:
+        """The linear probe of ``encoder`` trained on ``spec``'s train split, tested on its test split
+        (``stage`` is ``probe`` on the pretraining dataset, ``transfer`` on another)."""
+        cfg = self.cfg
+        probe_augment = cfg.probe.augment or cfg.pretrain.augment
+        config = {"parent": encoder.key, "dataset": spec.name, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=probe_augment if cfg.probe.protocol == "paper" else None))}
+
+        def compute(_: Path) -> dict:
+            if cfg.probe.protocol == "fast":
+                return fast_linear_probe(self._features(encoder, spec, "train"), self._features(encoder, spec, "test"), spec.num_classes, cfg.probe, cfg.seed)
+            module = self._encoder_module(encoder)
+            return paper_linear_probe(module, self.device_data(spec, "train"), self.device_data(spec, "test"), spec, cfg.probe, probe_augment, self.runtime, cfg.seed)
+
+        return self._stage(stage, config, {**encoder.label, "eval_dataset": spec.name, "protocol": cfg.probe.protocol}, compute)
+
+    def knn(self, encoder: Encoder, spec: DatasetSpec) -> dict:
+        cfg = self.cfg
+        config = {"parent": encoder.key, "dataset": spec.name, "knn": to_dict(cfg.knn), "image_size": cfg.probe.image_size}
+
+        def compute(_: Path) -> dict:
+            return {"test_accuracy": knn_accuracy(self._features(encoder, spec, "train"), self._features(encoder, spec, "test"), spec.num_classes, cfg.knn)}
+
+        return self._stage("knn", config, {**encoder.label, "eval_dataset": spec.name}, compute)
+
+    def evaluate(self, encoder: Encoder) -> None:
+        spec = get_dataset(self.cfg.dataset)
+        self.linear_probe("probe", encoder, spec)
+        self.knn(encoder, spec)
+        targets = self.cfg.transfer if self.cfg.transfer is not None else ((spec.transfer_target,) if spec.transfer_target else ())
+        for target in targets:
+            self.linear_probe("transfer", encoder, get_dataset(target))
+
+    def run(self) -> list[dict]:
+        """Walk the chain; return the records of every stage of this run (cached or new)."""
+        self.evaluate(self.pretrained_encoder())
+        if self.cfg.random_init_baseline:
+            self.evaluate(self.random_init_encoder())
+        return self.records

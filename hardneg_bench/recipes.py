@@ -1,0 +1,100 @@
+"""Resolving a run's config from the recipes under ``experiments/`` and the user's overrides.
+
+Layers, each merged over the previous one:
+
+1. the dataclass defaults (:mod:`hardneg_bench.config`);
+2. ``experiments/methods/<method>.yaml``, its ``common`` block: the method's official recipe
+   (objective parameters, backbone, optimizer, schedule, epochs, batch, augmentations);
+3. ``experiments/datasets/<dataset>.yaml``: what the dataset imposes on every method (crop size,
+   probe protocol; for the built-in ``shapes``, a CPU-sized backbone and schedule);
+4. ``experiments/methods/<method>.yaml``, its ``datasets.<dataset>`` block: the method's official
+   per-dataset settings;
+5. the user's ``--config FILE``;
+6. the command-line flags (``--epochs``, ``--batch-size``, ``--backbone``, ``--seed``);
+7. each ``--set key=value``, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, RunConfig, deep_merge, from_dict, load_yaml, parse_override
+from .data.registry import get_dataset
+from .methods import get_method
+from .models import BACKBONES
+
+
+def experiments_dir() -> Path:
+    """The ``experiments/`` folder: beside the package in a source checkout, else the copy
+    installed inside the package as ``hardneg_bench/experiments``."""
+    checkout = Path(__file__).resolve().parent.parent / "experiments"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("hardneg_bench") / "experiments"))
+
+
+def method_recipe(method: str, dataset: str) -> tuple[dict, dict]:
+    """The method's (common, per-dataset) recipe layers."""
+    path = experiments_dir() / "methods" / f"{method}.yaml"
+    recipe = load_yaml(path) if path.is_file() else {}
+    unknown = set(recipe) - {"common", "datasets"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected common, datasets)")
+    return recipe.get("common") or {}, (recipe.get("datasets") or {}).get(dataset) or {}
+
+
+def dataset_recipe(dataset: str) -> dict:
+    path = experiments_dir() / "datasets" / f"{dataset}.yaml"
+    return load_yaml(path) if path.is_file() else {}
+
+
+def resolve_config(
+    method: str | None = None,
+    dataset: str | None = None,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] = (),
+) -> RunConfig:
+    """The full run config; a :class:`ConfigError` names the first bad key or value."""
+    user = load_yaml(config_file) if config_file else {}
+    method = method or user.get("method")
+    dataset = dataset or user.get("dataset")
+    if not method or not dataset:
+        raise ConfigError("both a method and a dataset are needed (--method, --dataset, or keys in --config)")
+    entry, spec = get_method(method), get_dataset(dataset)
+    method_common, method_for_dataset = method_recipe(entry.name, spec.name)
+    raw: dict = {}
+    for layer in (method_common, dataset_recipe(spec.name), method_for_dataset, user, flags or {}):
+        raw = deep_merge(raw, layer)
+    for text in overrides:
+        raw = deep_merge(raw, parse_override(text))
+    raw.update(method=entry.name, dataset=spec.name)
+    params = from_dict(entry.params, raw.pop("method_params", None), "method_params")
+    cfg = replace(from_dict(RunConfig, raw), method_params=params)
+    check_names(cfg)
+    return cfg
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Names that the dataclasses cannot check alone: backbone, transfer datasets."""
+    if cfg.model.backbone not in BACKBONES:
+        raise ConfigError(f"config key 'model.backbone': unknown backbone {cfg.model.backbone!r} (known: {', '.join(BACKBONES)})")
+    for target in cfg.transfer or ():
+        get_dataset(target)
+
+
+def cli_flags(epochs: int | None, batch_size: int | None, backbone: str | None, seed: int | None) -> dict:
+    """The shortcut flags of ``run`` as a config layer (flags left unset add nothing)."""
+    layer: dict = {}
+    if epochs is not None:
+        layer = deep_merge(layer, {"pretrain": {"epochs": epochs}})
+    if batch_size is not None:
+        layer = deep_merge(layer, {"pretrain": {"batch_size": batch_size}})
+    if backbone is not None:
+        layer = deep_merge(layer, {"model": {"backbone": backbone}})
+    if seed is not None:
+        layer["seed"] = seed
+    return layer
