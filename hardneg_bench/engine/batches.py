@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import AugmentConfig
 from ..data.augment import BatchAugment, eval_transform, normalize_batch, reference_transform
-from ..data.base import DatasetSpec, ImageFolderSet, ImageSet, ImageTensorSet
+from ..data.base import DatasetSpec, ImageSet, ImageTensorSet
 from ..methods.base import Batch
 
 
@@ -113,14 +113,14 @@ def augmented_batches(
 def eval_batches(
     data: ImageSet | DeviceImages, spec: DatasetSpec, image_size: int | None, batch_size: int, device: torch.device, num_workers: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every image once, in order, un-augmented: resized only when ``image_size`` asks for it
-    (folders: resize to size/0.875 then centre-crop, 224 by default)."""
+    """Every image once, in order, un-augmented: in-memory sets resized only when ``image_size``
+    asks for it; folders resized to size/0.875 and centre-cropped (224 by default)."""
     if isinstance(data, DeviceImages):
         for idx in _index_batches(len(data), batch_size, False, None):
             idx = idx.to(data.device)
             yield normalize_batch(data.images[idx], spec.mean, spec.std, image_size), data.labels[idx]
         return
-    transform = eval_transform(spec.mean, spec.std, image_size or 224, resize_then_center_crop=isinstance(data, ImageFolderSet))
+    transform = eval_transform(spec.mean, spec.std, image_size or 224)
     for images, _, labels in _loader(data, transform, 1, batch_size, False, False, 0, num_workers):
         yield images.to(device, non_blocking=True), labels.to(device)
 

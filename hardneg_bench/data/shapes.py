@@ -1,0 +1,216 @@
+"""The built-in datasets: 32x32 RGB images of geometric shapes, generated in about a second.
+
+Each image is one shape drawn with an anti-aliased edge (from a signed distance function) over a
+textured background. Per image, independently: the shape's colour, position, scale and rotation,
+and the background's two colours and grating (frequency, orientation, phase, contrast). So the
+class is the shape alone; colour, position, scale, rotation and texture are nuisances that a good
+self-supervised representation should discount.
+
+``shapes`` has 10 classes; ``shapes-novel``, its transfer target, has 10 other shapes under the same
+nuisances. Every split is a pure function of the dataset, split and class, so two machines
+generate identical bytes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .base import DatasetSpec, ImageTensorSet, Split
+
+SIZE = 32
+TRAIN_PER_CLASS, TEST_PER_CLASS = 500, 200
+SEED = 20240611
+
+Points = tuple[np.ndarray, np.ndarray]
+SDF = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------
+# Signed distance functions in the shape's own frame (the shape fits in the unit disc):
+# negative inside, positive outside.
+
+
+def circle(cx: float, cy: float, r: float) -> SDF:
+    return lambda x, y: np.hypot(x - cx, y - cy) - r
+
+
+def box(cx: float, cy: float, hx: float, hy: float) -> SDF:
+    def sdf(x, y):
+        qx, qy = np.abs(x - cx) - hx, np.abs(y - cy) - hy
+        return np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
+
+    return sdf
+
+
+def convex(*vertices: tuple[float, float]) -> SDF:
+    """A convex polygon given counter-clockwise: the largest signed distance to its edge lines."""
+    edges = []
+    for (x0, y0), (x1, y1) in zip(vertices, vertices[1:] + vertices[:1]):
+        nx, ny = y1 - y0, x0 - x1
+        norm = np.hypot(nx, ny)
+        edges.append((nx / norm, ny / norm, (nx * x0 + ny * y0) / norm))
+    return lambda x, y: np.max([nx * x + ny * y - c for nx, ny, c in edges], axis=0)
+
+
+def regular(n: int, radius: float) -> SDF:
+    angles = np.pi / 2 + 2 * np.pi * np.arange(n) / n
+    return convex(*[(radius * np.cos(a), radius * np.sin(a)) for a in angles])
+
+
+def star(points: int, outer: float, inner: float) -> SDF:
+    """Radius alternating between ``outer`` (tips) and ``inner`` (notches), linear in angle."""
+    sector = 2 * np.pi / points
+
+    def sdf(x, y):
+        offset = np.abs(np.mod(np.arctan2(y, x), sector) - sector / 2) / (sector / 2)  # 1 at a tip, 0 mid-notch
+        return np.hypot(x, y) - (inner + (outer - inner) * offset)
+
+    return sdf
+
+
+def union(*parts: SDF) -> SDF:
+    return lambda x, y: np.min([p(x, y) for p in parts], axis=0)
+
+
+def subtract(shape: SDF, hole: SDF) -> SDF:
+    return lambda x, y: np.maximum(shape(x, y), -hole(x, y))
+
+
+SHAPE_CLASSES: dict[str, SDF] = {
+    "circle": circle(0, 0, 0.8),
+    "triangle": regular(3, 0.95),
+    "square": box(0, 0, 0.62, 0.62),
+    "star": star(5, 0.98, 0.42),
+    "plus": union(box(0, 0, 0.85, 0.24), box(0, 0, 0.24, 0.85)),
+    "ring": lambda x, y: np.abs(np.hypot(x, y) - 0.62) - 0.2,
+    "crescent": subtract(circle(0, 0, 0.82), circle(0.38, 0, 0.62)),
+    "heart": union(circle(-0.3, 0.22, 0.4), circle(0.3, 0.22, 0.4), convex((-0.66, 0.08), (0, -0.88), (0.66, 0.08))),
+    "arrow": union(box(-0.4, 0, 0.48, 0.17), convex((0.05, 0.62), (0.05, -0.62), (0.92, 0))),
+    "L": union(box(-0.45, 0.05, 0.2, 0.8), box(-0.05, -0.6, 0.6, 0.2)),
+}
+
+NOVEL_CLASSES: dict[str, SDF] = {
+    "ellipse": lambda x, y: (np.hypot(x / 0.92, y / 0.45) - 1) * 0.45,
+    "diamond": convex((0, 0.92), (-0.5, 0), (0, -0.92), (0.5, 0)),
+    "T": union(box(0, 0.6, 0.82, 0.2), box(0, -0.15, 0.2, 0.75)),
+    "hourglass": union(convex((-0.7, 0.85), (0, 0), (0.7, 0.85)), convex((0, 0), (-0.7, -0.85), (0.7, -0.85))),
+    "semicircle": lambda x, y: np.maximum(np.hypot(x, y + 0.25) - 0.85, -(y + 0.25)),
+    "frame": subtract(box(0, 0, 0.75, 0.75), box(0, 0, 0.42, 0.42)),
+    "bar": box(0, 0, 0.92, 0.2),
+    "dots": union(circle(-0.45, 0, 0.36), circle(0.45, 0, 0.36)),
+    "star4": star(4, 0.98, 0.3),
+    "H": union(box(-0.55, 0, 0.18, 0.85), box(0.55, 0, 0.18, 0.85), box(0, 0, 0.5, 0.16)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _pixel_centres() -> Points:
+    """Pixel centres in image coordinates [-1, 1], y up."""
+    c = (np.arange(SIZE) + 0.5) / SIZE * 2 - 1
+    x, y = np.meshgrid(c, -c)
+    return x, y
+
+
+def _colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.uniform(0, 1, size=(n, 3))
+
+
+def _background(rng: np.random.Generator, n: int, avoid: np.ndarray) -> np.ndarray:
+    """(n, H, W, 3) textures: a sinusoidal grating between two nearby colours, the base colour
+    kept at least 0.35 (Euclidean, RGB in [0, 1]) from the shape's colour ``avoid``."""
+    base = _colours(rng, n)
+    for _ in range(20):  # redraw the too-close ones; 20 rounds leave none in practice
+        close = np.linalg.norm(base - avoid, axis=1) < 0.35
+        if not close.any():
+            break
+        base[close] = _colours(rng, int(close.sum()))
+    second = np.clip(base + rng.uniform(-0.25, 0.25, size=(n, 3)), 0, 1)
+    x, y = _pixel_centres()
+    frequency = rng.uniform(1.0, 5.0, size=(n, 1, 1))
+    angle = rng.uniform(0, np.pi, size=(n, 1, 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+    wave = 0.5 + 0.5 * np.sin(np.pi * frequency * (x * np.cos(angle) + y * np.sin(angle)) + phase)
+    return base[:, None, None, :] + (second - base)[:, None, None, :] * wave[..., None]
+
+
+def render_class(sdf: SDF, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` uint8 (n, 3, H, W) images of one shape with random nuisances."""
+    scale = rng.uniform(0.35, 0.75, size=(n, 1, 1))  # shape radius, in half image widths
+    centre = rng.uniform(-1, 1, size=(n, 2, 1, 1)) * (1 - 0.8 * scale[:, None])
+    angle = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+    x, y = _pixel_centres()
+    dx, dy = x - centre[:, 0], y - centre[:, 1]
+    u = (dx * np.cos(angle) + dy * np.sin(angle)) / scale
+    v = (-dx * np.sin(angle) + dy * np.cos(angle)) / scale
+    distance_px = sdf(u, v) * scale * SIZE / 2  # signed distance in pixels
+    alpha = np.clip(0.5 - distance_px, 0, 1)[..., None]
+    colour = _colours(rng, n)
+    image = _background(rng, n, colour) * (1 - alpha) + colour[:, None, None, :] * alpha
+    image += rng.normal(0, 0.02, size=image.shape)
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8).transpose(0, 3, 1, 2)
+
+
+def render_shapes(classes: dict[str, SDF], n_per_class: int, seed: int) -> ImageTensorSet:
+    """``n_per_class`` images of every class in ``classes``; class i draws its nuisances from the
+    random stream (seed, i), so the output depends on nothing else."""
+    images, labels = [], []
+    for label, sdf in enumerate(classes.values()):
+        rng = np.random.default_rng([seed, label])
+        images.append(render_class(sdf, n_per_class, rng))
+        labels.append(np.full(n_per_class, label))
+    return ImageTensorSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)).long())
+
+
+@lru_cache(maxsize=8)
+def _split(dataset: str, split: str) -> ImageTensorSet:
+    classes = SHAPE_CLASSES if dataset == "shapes" else NOVEL_CLASSES
+    stream = {"shapes": 0, "shapes-novel": 1}[dataset] * 2 + (split == "test")
+    n = TEST_PER_CLASS if split == "test" else TRAIN_PER_CLASS
+    return render_shapes(classes, n, SEED + stream)
+
+
+def _loader(dataset: str):
+    def load(split: Split, root: Path, download: bool) -> ImageTensorSet:
+        # pretrain and train are the same images; test comes from another random stream
+        return _split(dataset, "test" if split == "test" else "train")
+
+    return load
+
+
+# Per-channel mean and std of both datasets' train splits, measured (rounded) with
+# (images.float() / 255).mean((0, 2, 3)) and .std((0, 2, 3)): 0.49-0.50 and 0.29-0.30.
+MEAN, STD = (0.5, 0.5, 0.5), (0.29, 0.29, 0.29)
+_SIZES = {"pretrain": 10 * TRAIN_PER_CLASS, "train": 10 * TRAIN_PER_CLASS, "test": 10 * TEST_PER_CLASS}
+
+SHAPES = DatasetSpec(
+    name="shapes",
+    description="built-in: 10 shapes under random colour, position, scale, rotation and background texture",
+    num_classes=10,
+    image_size=SIZE,
+    mean=MEAN,
+    std=STD,
+    load=_loader("shapes"),
+    split_sizes=_SIZES,
+    transfer_target="shapes-novel",
+    builtin=True,
+)
+
+SHAPES_NOVEL = DatasetSpec(
+    name="shapes-novel",
+    description="built-in: 10 other shapes under the same nuisances (transfer target of shapes)",
+    num_classes=10,
+    image_size=SIZE,
+    mean=MEAN,
+    std=STD,
+    load=_loader("shapes-novel"),
+    split_sizes=_SIZES,
+    builtin=True,
+)

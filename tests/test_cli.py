@@ -1,0 +1,133 @@
+"""The command line end to end on the built-in dataset: run, cache, resume, report, list, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+FAST = ["--epochs", "2", "--batch-size", "128", "--set", "probe.epochs=20", "--no-progress"]
+
+
+def cli(*args: str, runs: Path, data: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HARDNEG_BENCH_RUNS": str(runs), "HARDNEG_BENCH_DATA": str(data or runs / "no-data"), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "hardneg_bench", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def ledger(runs: Path) -> list[dict]:
+    path = runs / "ledger.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["run", "--method", "nope", "--dataset", "shapes"], "unknown method 'nope'"),
+        (["run", "--method", "simclr", "--dataset", "nope"], "unknown dataset 'nope'"),
+        (["run", "--method", "simclr", "--dataset", "shapes", "--set", "pretrain.epoch=3"], "unknown config key 'pretrain.epoch'"),
+        (["run", "--method", "simclr", "--dataset", "shapes", "--set", "method_params.temperature=-1"], "config key 'method_params.temperature' must be positive"),
+        (["run", "--method", "simclr", "--dataset", "shapes", "--backbone", "vit"], "unknown backbone 'vit'"),
+        (["run", "--method", "simclr", "--dataset", "cifar10", "--no-download"], "cifar10"),
+        (["report", "--format", "pdf"], "pdf"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragment):
+    runs = tmp_path / "runs"
+    result = cli(*args, runs=runs)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.strip() and "│" not in line and "╭" not in line and "╰" not in line]
+    assert len(error_lines) <= 2  # typer's usage line + the message for option errors, else the message alone
+    assert files_under(runs) == set()
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    result = cli("run", "--method", "simclr", "--dataset", "cifar10", "--no-download", runs=tmp_path / "runs", data=tmp_path / "data")
+    assert result.returncode == 2
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert str(tmp_path / "data") in message.replace("\n", "")
+
+
+def test_run_caches_every_stage_and_report_reads_the_ledger(tmp_path):
+    runs = tmp_path / "runs"
+    first = cli("run", "--method", "simclr", "--dataset", "shapes", *FAST, runs=runs)
+    assert first.returncode == 0, first.stderr
+    records = ledger(runs)
+    stages = sorted((r["stage"], r["method"]) for r in records)
+    assert stages == sorted(
+        [("pretrain", "simclr"), ("probe", "simclr"), ("knn", "simclr"), ("transfer", "simclr"),
+         ("pretrain", "random-init"), ("probe", "random-init"), ("knn", "random-init"), ("transfer", "random-init")]
+    )
+    for column in ("linear (fast)", "kNN", "transfer -> shapes-novel", "random-init", "simclr"):
+        assert column in first.stdout
+    pretrain = next(r for r in records if r["stage"] == "pretrain" and r["method"] == "simclr")
+    run_dir = runs / "pretrain" / pretrain["key"]
+    assert {"config.yaml", "checkpoint.pt", "encoder.pt", "metrics.csv", "result.json"} <= {p.name for p in run_dir.iterdir()}
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 1 + 2
+    assert pretrain["metrics"]["images_per_s"] > 0 and pretrain["environment"]["torch"]
+
+    started = time.perf_counter()
+    second = cli("run", "--method", "simclr", "--dataset", "shapes", *FAST, runs=runs)
+    assert second.returncode == 0 and time.perf_counter() - started < 15
+    assert len(ledger(runs)) == len(records)  # nothing recomputed
+
+    report = cli("report", "--format", "json", runs=runs)
+    rows = json.loads(report.stdout)
+    assert {r["method"] for r in rows} == {"simclr", "random-init"}
+    markdown = cli("report", "--format", "markdown", runs=runs).stdout
+    assert "| method" in markdown and "simclr" in markdown
+    assert "\\begin{tabular}" in cli("report", "--format", "latex", runs=runs).stdout
+    assert cli("report", "--format", "csv", runs=runs).stdout.startswith("method,dataset,backbone,epochs")
+
+    changed = cli("run", "--method", "simclr", "--dataset", "shapes", *FAST, "--set", "knn.k=5", runs=runs)
+    assert changed.returncode == 0
+    new = ledger(runs)[len(records):]
+    assert sorted(r["stage"] for r in new) == ["knn", "knn"]  # only what depends on knn.k
+
+
+def test_killed_pretraining_resumes_to_the_same_result(tmp_path):
+    args = ["run", "--method", "simclr", "--dataset", "shapes", "--epochs", "4", "--batch-size", "128", "--set", "probe.epochs=20", "--set", "random_init_baseline=false", "--no-progress"]
+    reference_runs, killed_runs = tmp_path / "reference", tmp_path / "killed"
+    assert cli(*args, runs=reference_runs).returncode == 0
+
+    env = {**os.environ, "HARDNEG_BENCH_RUNS": str(killed_runs)}
+    process = subprocess.Popen([sys.executable, "-m", "hardneg_bench", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(killed_runs.glob("pretrain/*/checkpoint.pt")):
+        time.sleep(0.05)
+    metrics_files = list(killed_runs.glob("pretrain/*/metrics.csv"))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert metrics_files, "no checkpoint was written before the deadline"
+    epochs_done = len(metrics_files[0].read_text().splitlines()) - 1
+    assert 1 <= epochs_done < 4, "the kill should land mid-pretraining"
+    assert ledger(killed_runs) == []
+
+    resumed = cli(*args, runs=killed_runs)
+    assert resumed.returncode == 0, resumed.stderr
+    ours = {(r["stage"], r["key"]): r["metrics"] for r in ledger(killed_runs)}
+    reference = {(r["stage"], r["key"]): r["metrics"] for r in ledger(reference_runs)}
+    assert ours.keys() == reference.keys()
+    for key, metrics in reference.items():
+        for name, value in metrics.items():
+            if name not in ("images_per_s", "train_seconds"):
+                assert ours[key][name] == value, (key, name)
+
+
+def test_list_commands(tmp_path):
+    methods = cli("list", "methods", runs=tmp_path)
+    assert methods.returncode == 0 and "simclr" in methods.stdout and "temperature=0.5" in methods.stdout
+    datasets = cli("list", "datasets", runs=tmp_path).stdout
+    for name in ("shapes", "shapes-novel", "cifar10", "cifar100", "stl10", "imagenet100"):
+        assert name in datasets
+    assert cli("list", "runs", runs=tmp_path).returncode == 0
