@@ -81,27 +81,21 @@ def run(
     console.print(render(results_frame(records), "table"))
 
 
-class Format(str, Enum):
-    table = "table"
-    markdown = "markdown"
-    csv = "csv"
-    latex = "latex"
-    json = "json"
-
-
 @app.command()
 def report(
-    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+    format: str = typer.Option("table", "--format", "-f", help="table, markdown, csv, latex or json."),
     runs_dir: Optional[Path] = RunsDir,
 ) -> None:
     """Every finished result in the run store, one row per method configuration (read from the ledger only)."""
-    from .report import render, results_frame
+    from .report import FORMATS, render, results_frame
     from .store import RunStore
 
+    if format not in FORMATS:
+        fail(f"unknown report format {format!r} (known: {', '.join(FORMATS)})")
     frame = results_frame(RunStore(runs_dir or default_runs_dir()).ledger())
     if frame.empty:
         fail("no finished results in the run store yet: run `hardneg-bench run` first", code=1)
-    out = render(frame, format.value)
+    out = render(frame, format)
     if isinstance(out, str):
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
     else:
@@ -121,19 +115,18 @@ def list_(
 ) -> None:
     """List the registered methods, the datasets, or the finished stages in the run store."""
     if what is ListWhat.methods:
+        from .config import to_dict
         from .methods import METHODS
 
         table = Table("method", "parameters (defaults)", "description")
         for entry in METHODS.values():
-            from .config import to_dict
-
             table.add_row(entry.name, ", ".join(f"{k}={v}" for k, v in to_dict(entry.params()).items()), entry.description)
     elif what is ListWhat.datasets:
         from .data.registry import DATASETS
 
         table = Table("dataset", "classes", "px", "pretrain / train / test", "transfer to", "source", "description")
         for spec in DATASETS.values():
-            sizes = " / ".join(f"{spec.split_sizes.get(s, '?'):,}" if isinstance(spec.split_sizes.get(s), int) else "?" for s in ("pretrain", "train", "test"))
+            sizes = " / ".join(f"{spec.split_sizes[s]:,}" if s in spec.split_sizes else "?" for s in ("pretrain", "train", "test"))
             table.add_row(spec.name, str(spec.num_classes), str(spec.image_size), sizes, spec.transfer_target or "—", "built-in" if spec.builtin else "data root", spec.description)
     else:
         from .store import RunStore

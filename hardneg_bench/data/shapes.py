@@ -25,6 +25,10 @@ from .base import DatasetSpec, ImageTensorSet, Split
 SIZE = 32
 TRAIN_PER_CLASS, TEST_PER_CLASS = 500, 200
 SEED = 20240611
+SHAPE_RADIUS = (0.35, 0.75)
+"""Range of the shape's radius, in half image widths."""
+TEXTURE_CONTRAST = 0.25
+"""Largest per-channel difference between the background's two colours."""
 
 Points = tuple[np.ndarray, np.ndarray]
 SDF = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -91,20 +95,20 @@ SHAPE_CLASSES: dict[str, SDF] = {
     "crescent": subtract(circle(0, 0, 0.82), circle(0.38, 0, 0.62)),
     "heart": union(circle(-0.3, 0.22, 0.4), circle(0.3, 0.22, 0.4), convex((-0.66, 0.08), (0, -0.88), (0.66, 0.08))),
     "arrow": union(box(-0.4, 0, 0.48, 0.17), convex((0.05, 0.62), (0.05, -0.62), (0.92, 0))),
-    "L": union(box(-0.45, 0.05, 0.2, 0.8), box(-0.05, -0.6, 0.6, 0.2)),
+    "L": union(box(-0.4, 0.05, 0.2, 0.75), box(-0.05, -0.55, 0.55, 0.2)),
 }
 
 NOVEL_CLASSES: dict[str, SDF] = {
     "ellipse": lambda x, y: (np.hypot(x / 0.92, y / 0.45) - 1) * 0.45,
     "diamond": convex((0, 0.92), (-0.5, 0), (0, -0.92), (0.5, 0)),
-    "T": union(box(0, 0.6, 0.82, 0.2), box(0, -0.15, 0.2, 0.75)),
-    "hourglass": union(convex((-0.7, 0.85), (0, 0), (0.7, 0.85)), convex((0, 0), (-0.7, -0.85), (0.7, -0.85))),
+    "T": union(box(0, 0.55, 0.65, 0.18), box(0, -0.15, 0.2, 0.7)),
+    "hourglass": union(convex((-0.6, 0.75), (0, 0), (0.6, 0.75)), convex((0, 0), (-0.6, -0.75), (0.6, -0.75))),
     "semicircle": lambda x, y: np.maximum(np.hypot(x, y + 0.25) - 0.85, -(y + 0.25)),
-    "frame": subtract(box(0, 0, 0.75, 0.75), box(0, 0, 0.42, 0.42)),
+    "frame": subtract(box(0, 0, 0.68, 0.68), box(0, 0, 0.38, 0.38)),
     "bar": box(0, 0, 0.92, 0.2),
     "dots": union(circle(-0.45, 0, 0.36), circle(0.45, 0, 0.36)),
     "star4": star(4, 0.98, 0.3),
-    "H": union(box(-0.55, 0, 0.18, 0.85), box(0.55, 0, 0.18, 0.85), box(0, 0, 0.5, 0.16)),
+    "H": union(box(-0.5, 0, 0.17, 0.72), box(0.5, 0, 0.17, 0.72), box(0, 0, 0.45, 0.15)),
 }
 
 
@@ -132,7 +136,7 @@ def _background(rng: np.random.Generator, n: int, avoid: np.ndarray) -> np.ndarr
         if not close.any():
             break
         base[close] = _colours(rng, int(close.sum()))
-    second = np.clip(base + rng.uniform(-0.25, 0.25, size=(n, 3)), 0, 1)
+    second = np.clip(base + rng.uniform(-TEXTURE_CONTRAST, TEXTURE_CONTRAST, size=(n, 3)), 0, 1)
     x, y = _pixel_centres()
     frequency = rng.uniform(1.0, 5.0, size=(n, 1, 1))
     angle = rng.uniform(0, np.pi, size=(n, 1, 1))
@@ -143,7 +147,7 @@ def _background(rng: np.random.Generator, n: int, avoid: np.ndarray) -> np.ndarr
 
 def render_class(sdf: SDF, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` uint8 (n, 3, H, W) images of one shape with random nuisances."""
-    scale = rng.uniform(0.35, 0.75, size=(n, 1, 1))  # shape radius, in half image widths
+    scale = rng.uniform(*SHAPE_RADIUS, size=(n, 1, 1))
     centre = rng.uniform(-1, 1, size=(n, 2, 1, 1)) * (1 - 0.8 * scale[:, None])
     angle = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
     x, y = _pixel_centres()
