@@ -7,7 +7,7 @@ from hardneg_bench.config import ConfigError
 from hardneg_bench.models import build_backbone, projection_mlp
 
 
-@pytest.mark.parametrize("name,dim", [("resnet18", 512), ("resnet50", 2048), ("tiny", 256)])
+@pytest.mark.parametrize("name,dim", [("resnet18", 512), ("resnet50", 2048), ("tiny", 128)])
 def test_feature_width(name, dim):
     backbone = build_backbone(name, "auto", 32).eval()
     assert backbone.feature_dim == dim

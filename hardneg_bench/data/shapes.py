@@ -25,9 +25,11 @@ from .base import DatasetSpec, ImageTensorSet, Split
 SIZE = 32
 TRAIN_PER_CLASS, TEST_PER_CLASS = 500, 200
 SEED = 20240611
-SHAPE_RADIUS = (0.35, 0.75)
+SHAPE_RADIUS = (0.45, 0.85)
 """Range of the shape's radius, in half image widths."""
-TEXTURE_CONTRAST = 0.25
+SHAPE_BRIGHTNESS, BACKGROUND_BRIGHTNESS = (0.65, 1.0), (0.1, 0.45)
+"""Ranges of the brightest channel: shapes are lighter than their background, in any hue."""
+TEXTURE_CONTRAST = 0.1
 """Largest per-channel difference between the background's two colours."""
 
 Points = tuple[np.ndarray, np.ndarray]
@@ -123,19 +125,15 @@ def _pixel_centres() -> Points:
     return x, y
 
 
-def _colours(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.uniform(0, 1, size=(n, 3))
+def _colours(rng: np.random.Generator, n: int, brightness: tuple[float, float]) -> np.ndarray:
+    """(n, 3) colours of random hue and saturation whose brightest channel lies in ``brightness``."""
+    colour = rng.uniform(0, 1, size=(n, 3))
+    return colour / colour.max(1, keepdims=True) * rng.uniform(*brightness, size=(n, 1))
 
 
-def _background(rng: np.random.Generator, n: int, avoid: np.ndarray) -> np.ndarray:
-    """(n, H, W, 3) textures: a sinusoidal grating between two nearby colours, the base colour
-    kept at least 0.35 (Euclidean, RGB in [0, 1]) from the shape's colour ``avoid``."""
-    base = _colours(rng, n)
-    for _ in range(20):  # redraw the too-close ones; 20 rounds leave none in practice
-        close = np.linalg.norm(base - avoid, axis=1) < 0.35
-        if not close.any():
-            break
-        base[close] = _colours(rng, int(close.sum()))
+def _background(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, H, W, 3) dark textures: a sinusoidal grating between two nearby dark colours."""
+    base = _colours(rng, n, BACKGROUND_BRIGHTNESS)
     second = np.clip(base + rng.uniform(-TEXTURE_CONTRAST, TEXTURE_CONTRAST, size=(n, 3)), 0, 1)
     x, y = _pixel_centres()
     frequency = rng.uniform(1.0, 5.0, size=(n, 1, 1))
@@ -156,8 +154,8 @@ def render_class(sdf: SDF, n: int, rng: np.random.Generator) -> np.ndarray:
     v = (-dx * np.sin(angle) + dy * np.cos(angle)) / scale
     distance_px = sdf(u, v) * scale * SIZE / 2  # signed distance in pixels
     alpha = np.clip(0.5 - distance_px, 0, 1)[..., None]
-    colour = _colours(rng, n)
-    image = _background(rng, n, colour) * (1 - alpha) + colour[:, None, None, :] * alpha
+    colour = _colours(rng, n, SHAPE_BRIGHTNESS)
+    image = _background(rng, n) * (1 - alpha) + colour[:, None, None, :] * alpha
     image += rng.normal(0, 0.02, size=image.shape)
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8).transpose(0, 3, 1, 2)
 

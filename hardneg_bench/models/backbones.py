@@ -17,10 +17,10 @@ BACKBONES = ("tiny", *RESNETS)
 
 
 class TinyConvNet(nn.Module):
-    """Four 3x3 conv-BN-ReLU blocks (32-64-128-256 channels, the last three with stride 2) and a
-    global average pool: small enough to pretrain on a laptop CPU in minutes."""
+    """Four 3x3 conv-BN-ReLU blocks (16-32-64-128 channels, the last three with stride 2) and a
+    global average pool: small enough to pretrain on a laptop CPU in a minute."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 16) -> None:
         super().__init__()
         channels = [3, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
