@@ -85,12 +85,17 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------------
 
-    def _stage(self, stage: str, config: dict, label: dict, compute: Callable[[Path], dict]) -> dict:
+    def _stage(self, stage: str, config: dict, label: dict, compute: Callable[[Path], dict], needs: tuple = ()) -> dict:
+        """The stage's record, computed unless its key is already done. ``needs`` lists the
+        (dataset, split) pairs it reads: they are loaded first, so a missing dataset fails
+        before anything is written."""
         key = config_key(config)
         if self.store.is_done(stage, key):
             record = self.store.read_result(stage, key)
             self.records.append(record)
             return record
+        for spec, split in needs:
+            self.data(spec, split)
         run_dir = self.store.stage_dir(stage, key)
         self.store.write_config(stage, key, config)
         started = time.perf_counter()
@@ -114,7 +119,7 @@ class Pipeline:
         cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
         config = {k: to_dict(getattr(cfg, k)) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
         label = {"method": cfg.method, "dataset": spec.name, "backbone": cfg.model.backbone, "epochs": cfg.pretrain.epochs, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
-        record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, "pretrain"), run_dir, self.runtime))
+        record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, "pretrain"), run_dir, self.runtime), needs=((spec, "pretrain"),))
         return Encoder(record["key"], label)
 
     def random_init_encoder(self) -> Encoder:
@@ -146,7 +151,8 @@ class Pipeline:
             module = self._encoder_module(encoder)
             return paper_linear_probe(module, self.device_data(spec, "train"), self.device_data(spec, "test"), spec, cfg.probe, probe_augment, self.runtime, cfg.seed)
 
-        return self._stage(stage, config, {**encoder.label, "eval_dataset": spec.name, "protocol": cfg.probe.protocol}, compute)
+        label = {**encoder.label, "eval_dataset": spec.name, "protocol": cfg.probe.protocol}
+        return self._stage(stage, config, label, compute, needs=((spec, "train"), (spec, "test")))
 
     def knn(self, encoder: Encoder, spec: DatasetSpec) -> dict:
         cfg = self.cfg
@@ -155,7 +161,7 @@ class Pipeline:
         def compute(_: Path) -> dict:
             return {"test_accuracy": knn_accuracy(self._features(encoder, spec, "train"), self._features(encoder, spec, "test"), spec.num_classes, cfg.knn)}
 
-        return self._stage("knn", config, {**encoder.label, "eval_dataset": spec.name}, compute)
+        return self._stage("knn", config, {**encoder.label, "eval_dataset": spec.name}, compute, needs=((spec, "train"), (spec, "test")))
 
     def evaluate(self, encoder: Encoder) -> None:
         spec = get_dataset(self.cfg.dataset)

@@ -139,7 +139,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} of {cfg.method} on {spec.name}")
             seconds = time.perf_counter() - started
-            history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds})
+            history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds})
             _write_metrics(run_dir, history)
             if writer is not None:
                 for name in ("loss", "lr", "images_per_s"):
