@@ -2,9 +2,15 @@
 
 Each image is one shape drawn with an anti-aliased edge (from a signed distance function) over a
 textured background. Per image, independently: the shape's colour, position, scale and rotation,
-and the background's two colours and grating (frequency, orientation, phase, contrast). So the
-class is the shape alone; colour, position, scale, rotation and texture are nuisances that a good
+and the background's two colours and grating (frequency, orientation, phase). So the class is the
+shape alone; colour, position, scale, rotation and texture are nuisances that a good
 self-supervised representation should discount.
+
+Two choices keep the shape learnable by a tiny CNN in a minute of CPU (measured while designing
+it): shapes are always lighter than their background (any hue), so edges have one polarity; and
+the texture is low-contrast, so that SimCLR's two crops of an image match on the shape rather
+than on a shared, more distinctive background (with a 0.25 texture contrast and random
+light/dark order, a 30-epoch SimCLR probe stayed within 4 points of a random encoder).
 
 ``shapes`` has 10 classes; ``shapes-novel``, its transfer target, has 10 other shapes under the same
 nuisances. Every split is a pure function of the dataset, split and class, so two machines
@@ -192,27 +198,9 @@ def _loader(dataset: str):
 MEAN, STD = (0.5, 0.5, 0.5), (0.29, 0.29, 0.29)
 _SIZES = {"pretrain": 10 * TRAIN_PER_CLASS, "train": 10 * TRAIN_PER_CLASS, "test": 10 * TEST_PER_CLASS}
 
-SHAPES = DatasetSpec(
-    name="shapes",
-    description="built-in: 10 shapes under random colour, position, scale, rotation and background texture",
-    num_classes=10,
-    image_size=SIZE,
-    mean=MEAN,
-    std=STD,
-    load=_loader("shapes"),
-    split_sizes=_SIZES,
-    transfer_target="shapes-novel",
-    builtin=True,
-)
+def _spec(name: str, description: str, transfer_target: str | None) -> DatasetSpec:
+    return DatasetSpec(name, description, 10, SIZE, MEAN, STD, _loader(name), split_sizes=_SIZES, transfer_target=transfer_target, builtin=True)
 
-SHAPES_NOVEL = DatasetSpec(
-    name="shapes-novel",
-    description="built-in: 10 other shapes under the same nuisances (transfer target of shapes)",
-    num_classes=10,
-    image_size=SIZE,
-    mean=MEAN,
-    std=STD,
-    load=_loader("shapes-novel"),
-    split_sizes=_SIZES,
-    builtin=True,
-)
+
+SHAPES = _spec("shapes", "built-in: 10 shapes under random colour, position, scale, rotation and background texture", "shapes-novel")
+SHAPES_NOVEL = _spec("shapes-novel", "built-in: 10 other shapes under the same nuisances (transfer target of shapes)", None)

@@ -75,39 +75,38 @@ class DeviceImages:
         return self.images.shape[0]
 
 
-def two_view_batches(
-    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
-) -> Iterator[Batch]:
-    """One epoch of pretraining batches (last incomplete batch dropped)."""
+def _augmented(
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int, drop_last: bool
+) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]]:
+    """One shuffled epoch of (``views`` augmented copies of the batch, indices, labels)."""
     size = crop_size_of(augment, spec)
     if isinstance(data, DeviceImages):
         batch_augment = BatchAugment(augment, spec.mean, spec.std, size)
         generator = torch.Generator(device=data.device).manual_seed(seed)
-        for idx in _index_batches(len(data), batch_size, True, torch.Generator().manual_seed(seed)):
+        for idx in _index_batches(len(data), batch_size, drop_last, torch.Generator().manual_seed(seed)):
             idx = idx.to(data.device)
             images = data.images[idx]
-            yield Batch(batch_augment(images, generator), batch_augment(images, generator), idx, data.labels[idx])
+            yield [batch_augment(images, generator) for _ in range(views)], idx, data.labels[idx]
         return
     transform = reference_transform(augment, spec.mean, spec.std, size)
-    for view1, view2, idx, labels in _loader(data, transform, 2, batch_size, True, True, seed, num_workers):
-        yield Batch(view1.to(device, non_blocking=True), view2.to(device, non_blocking=True), idx.to(device), labels.to(device))
+    for *images, idx, labels in _loader(data, transform, views, batch_size, True, drop_last, seed, num_workers):
+        yield [view.to(device, non_blocking=True) for view in images], idx.to(device), labels.to(device)
+
+
+def two_view_batches(
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
+) -> Iterator[Batch]:
+    """One epoch of pretraining batches (last incomplete batch dropped)."""
+    for (view1, view2), idx, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views=2, drop_last=True):
+        yield Batch(view1, view2, idx, labels)
 
 
 def augmented_batches(
     data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (augmented images, labels), shuffled, every image once."""
-    size = crop_size_of(augment, spec)
-    if isinstance(data, DeviceImages):
-        batch_augment = BatchAugment(augment, spec.mean, spec.std, size)
-        generator = torch.Generator(device=data.device).manual_seed(seed)
-        for idx in _index_batches(len(data), batch_size, False, torch.Generator().manual_seed(seed)):
-            idx = idx.to(data.device)
-            yield batch_augment(data.images[idx], generator), data.labels[idx]
-        return
-    transform = reference_transform(augment, spec.mean, spec.std, size)
-    for images, _, labels in _loader(data, transform, 1, batch_size, True, False, seed, num_workers):
-        yield images.to(device, non_blocking=True), labels.to(device)
+    for (images,), _, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views=1, drop_last=False):
+        yield images, labels
 
 
 def eval_batches(
