@@ -20,7 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Piped output (logs, CI) is not cut to 80 columns: tables keep their full labels.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 RUNS_ENV = "HARDNEG_BENCH_RUNS"
 
 

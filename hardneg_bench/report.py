@@ -76,9 +76,9 @@ def render(frame: pd.DataFrame, fmt: str):
         return summary(frame).to_csv(index=False)
     wide = wide_table(frame)
     if fmt == "markdown":
-        return tabulate(wide, headers="keys", tablefmt="github", showindex=False)
+        return tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
     if fmt == "latex":
-        return tabulate(wide, headers="keys", tablefmt="latex_booktabs", showindex=False)
+        return tabulate(wide, headers="keys", tablefmt="latex_booktabs", showindex=False, disable_numparse=True)
     table = Table(title="hardneg-bench results (test accuracy %, mean ± std (seeds))")
     for name in wide.columns:
         table.add_column(str(name), justify="left" if name in ROW or name == "config" else "right")

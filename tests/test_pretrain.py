@@ -1,0 +1,51 @@
+"""The pretraining loop itself: precision, schedule in the checkpoint, a method's loss decreasing."""
+
+from dataclasses import replace
+
+import torch
+
+from hardneg_bench.config import AugmentConfig, ModelConfig, PretrainConfig, RunConfig, ScheduleConfig
+from hardneg_bench.data.shapes import SHAPES
+from hardneg_bench.engine.pretrain import CHECKPOINT, ENCODER, load_encoder, pretrain
+from hardneg_bench.engine.runtime import Runtime
+from hardneg_bench.methods.simclr import SimCLRParams
+
+CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)
+
+
+def small_config(**pretrain_changes) -> RunConfig:
+    p = PretrainConfig(epochs=2, batch_size=64, augment=AugmentConfig(crop_scale=(0.2, 1.0)), checkpoint_every=1)
+    return RunConfig(method="simclr", dataset="shapes", model=ModelConfig(backbone="tiny", projector_hidden_dim=64), method_params=SimCLRParams(), pretrain=replace(p, **pretrain_changes))
+
+
+def subset(n: int):
+    data = SHAPES.load("train", None, False)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
+    return type(data)(data.images[order], data.labels[order])
+
+
+def test_bf16_autocast_tracks_fp32(tmp_path):
+    data = subset(256)
+    fp32 = pretrain(small_config(precision="fp32"), SHAPES, data, tmp_path / "a", CPU)
+    bf16 = pretrain(small_config(precision="bf16"), SHAPES, data, tmp_path / "b", CPU)
+    assert torch.isfinite(torch.tensor(bf16["final_loss"]))
+    assert abs(bf16["final_loss"] - fp32["final_loss"]) < 0.1
+
+
+def test_checkpoint_holds_the_schedule_and_the_encoder_is_the_backbone(tmp_path):
+    cfg = small_config(schedule=ScheduleConfig(name="cosine", warmup_epochs=1, warmup_start_factor=0.1))
+    metrics = pretrain(cfg, SHAPES, subset(128), tmp_path, CPU)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert state["epoch"] == 2 and state["schedule"]["last_epoch"] == 4  # 2 epochs x 2 steps
+    assert [round(h["lr"], 6) for h in state["history"]] == [0.001, 0.0]  # warm-up done, cosine at its end
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    encoder = load_encoder(tmp_path / ENCODER, torch.device("cpu"))
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    assert metrics["epochs_trained"] == 2
+
+
+def test_simclr_loss_decreases(tmp_path):
+    cfg = small_config(epochs=6)
+    pretrain(cfg, SHAPES, subset(512), tmp_path, CPU)
+    losses = [h["loss"] for h in torch.load(tmp_path / CHECKPOINT, weights_only=False)["history"]]
+    assert losses[-1] < losses[0] - 0.1
