@@ -119,7 +119,9 @@ class Pipeline:
         cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
         config = {k: to_dict(getattr(cfg, k)) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
         label = {"method": cfg.method, "dataset": spec.name, "backbone": cfg.model.backbone, "epochs": cfg.pretrain.epochs, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
-        record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, "pretrain"), run_dir, self.runtime), needs=((spec, "pretrain"),))
+        # everything the run reads, the transfer datasets too: a missing one fails now, not after pretraining
+        needs = ((spec, "pretrain"), *((s, split) for s in (spec, *self.transfer_targets()) for split in ("train", "test")))
+        record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, "pretrain"), run_dir, self.runtime), needs)
         return Encoder(record["key"], label)
 
     def random_init_encoder(self) -> Encoder:
@@ -163,13 +165,17 @@ class Pipeline:
 
         return self._stage("knn", config, {**encoder.label, "eval_dataset": spec.name}, compute, needs=((spec, "train"), (spec, "test")))
 
+    def transfer_targets(self) -> list[DatasetSpec]:
+        """``cfg.transfer``, or the dataset's default transfer target."""
+        names = self.cfg.transfer if self.cfg.transfer is not None else (get_dataset(self.cfg.dataset).transfer_target,)
+        return [get_dataset(name) for name in names if name]
+
     def evaluate(self, encoder: Encoder) -> None:
         spec = get_dataset(self.cfg.dataset)
         self.linear_probe("probe", encoder, spec)
         self.knn(encoder, spec)
-        targets = self.cfg.transfer if self.cfg.transfer is not None else ((spec.transfer_target,) if spec.transfer_target else ())
-        for target in targets:
-            self.linear_probe("transfer", encoder, get_dataset(target))
+        for target in self.transfer_targets():
+            self.linear_probe("transfer", encoder, target)
 
     def run(self) -> list[dict]:
         """Walk the chain; return the records of every stage of this run (cached or new)."""

@@ -24,8 +24,6 @@ import torch
 import yaml
 from filelock import FileLock
 
-STAGES = ("pretrain", "probe", "knn", "transfer")
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old content or all of the new."""

@@ -47,3 +47,11 @@ def test_imagenet100_from_class_folders(tmp_path):
     result = cli("run", "-m", "simclr", "-d", "imagenet100", *SMALL, *sizes, "--data-root", str(data), runs=runs)
     assert result.returncode == 0, result.stderr
     assert set(evaluations(runs)) == {("probe", "imagenet100"), ("knn", "imagenet100")}
+
+
+def test_missing_transfer_dataset_fails_before_pretraining(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    write_fake_cifar(data, 100, n_train=40, n_test=20)  # cifar10, its transfer target, is absent
+    result = cli("run", "-m", "simclr", "-d", "cifar100", *SMALL, "--no-download", "--data-root", str(data), runs=runs)
+    assert result.returncode == 2 and "cifar10 not found" in result.stderr
+    assert not runs.exists() or not any(runs.rglob("*.pt"))

@@ -1,6 +1,5 @@
 """The real loaders on tiny files written in each dataset's real on-disk format."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
