@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import ConfigError
+from .paths import RUNS_ENV, default_data_root, default_runs_dir
 
 app = typer.Typer(
     help="Reproduce the paper tables of hard-negative contrastive learning: pretrain, probe, transfer, report.",
@@ -22,16 +23,6 @@ app = typer.Typer(
 )
 # Piped output (logs, CI) is not cut to 80 columns: tables keep their full labels.
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
-RUNS_ENV = "HARDNEG_BENCH_RUNS"
-
-
-def default_runs_dir() -> Path:
-    """``$HARDNEG_BENCH_RUNS``, else ``$XDG_CACHE_HOME/hardneg-bench/runs`` (``~/.cache/...``)."""
-    if os.environ.get(RUNS_ENV):
-        return Path(os.environ[RUNS_ENV]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hardneg-bench" / "runs"
-
-
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit."""
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -60,7 +51,6 @@ def run(
 ) -> None:
     """Pretrain METHOD on DATASET, then linear probe, kNN and transfer; cached stages are skipped."""
     from .data.base import DatasetMissingError
-    from .data.registry import default_data_root
     from .engine.pretrain import TrainingDiverged
     from .engine.runtime import Runtime, resolve_device
     from .pipeline import Pipeline

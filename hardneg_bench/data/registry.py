@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from ..config import ConfigError
 from .base import DatasetSpec
 from .cifar import CIFAR10, CIFAR100
@@ -13,17 +10,6 @@ from .shapes import SHAPES, SHAPES_NOVEL
 from .stl10 import STL10
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (SHAPES, SHAPES_NOVEL, CIFAR10, CIFAR100, STL10, IMAGENET100)}
-
-DATA_ROOT_ENV = "HARDNEG_BENCH_DATA"
-
-
-def default_data_root() -> Path:
-    """``$HARDNEG_BENCH_DATA``, else ``$XDG_CACHE_HOME/hardneg-bench/data`` (``~/.cache/...``)."""
-    if os.environ.get(DATA_ROOT_ENV):
-        return Path(os.environ[DATA_ROOT_ENV]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "hardneg-bench" / "data"
-
 
 def get_dataset(name: str) -> DatasetSpec:
     if name not in DATASETS:
