@@ -4,7 +4,8 @@ Layers, each merged over the previous one:
 
 1. the dataclass defaults (:mod:`hardneg_bench.config`);
 2. ``experiments/methods/<method>.yaml``, its ``common`` block: the method's official recipe
-   (objective parameters, backbone, optimizer, schedule, epochs, batch, augmentations);
+   (objective parameters, backbone, optimizer, schedule, epochs, batch, augmentations), merged
+   over the recipe it ``extends`` if it names one;
 3. ``experiments/datasets/<dataset>.yaml``: what the dataset imposes on every method (crop size,
    probe protocol; for the built-in ``shapes``, a CPU-sized backbone and schedule);
 4. ``experiments/methods/<method>.yaml``, its ``datasets.<dataset>`` block: the method's official
@@ -37,13 +38,18 @@ def experiments_dir() -> Path:
 
 
 def method_recipe(method: str, dataset: str) -> tuple[dict, dict]:
-    """The method's (common, per-dataset) recipe layers."""
+    """The method's (common, per-dataset) recipe layers; a recipe that ``extends`` another
+    (e.g. HCL extends SimCLR) is merged over that one's layers."""
     path = experiments_dir() / "methods" / f"{method}.yaml"
     recipe = load_yaml(path) if path.is_file() else {}
-    unknown = set(recipe) - {"common", "datasets"}
+    unknown = set(recipe) - {"extends", "common", "datasets"}
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected common, datasets)")
-    return recipe.get("common") or {}, (recipe.get("datasets") or {}).get(dataset) or {}
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected extends, common, datasets)")
+    common, per_dataset = method_recipe(recipe["extends"], dataset) if "extends" in recipe else ({}, {})
+    return (
+        deep_merge(common, recipe.get("common") or {}),
+        deep_merge(per_dataset, (recipe.get("datasets") or {}).get(dataset) or {}),
+    )
 
 
 def dataset_recipe(dataset: str) -> dict:

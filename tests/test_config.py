@@ -72,3 +72,17 @@ def test_load_yaml_errors_are_one_line(tmp_path):
         load_yaml(listing)
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_method_recipes_extend_and_name_their_sources():
+    from hardneg_bench.recipes import resolve_config
+
+    hcl = resolve_config("hcl", "cifar10")
+    simclr = resolve_config("simclr", "cifar10")
+    assert (hcl.method_params.beta, hcl.method_params.tau_plus) == (1.0, 0.1)
+    assert hcl.pretrain == simclr.pretrain and hcl.model == simclr.model  # inherited from simclr.yaml
+    shapes = resolve_config("dcl", "shapes")
+    assert shapes.model.backbone == "tiny" and shapes.method_params.tau_plus == 0.1  # dataset layer over the method's
+    assert resolve_config("hcl", "shapes", overrides=["method_params.beta=2"]).method_params.beta == 2.0
+    with pytest.raises(ConfigError, match="config key 'method_params.tau_plus' must be in"):
+        resolve_config("dcl", "shapes", overrides=["method_params.tau_plus=1"])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hardneg_bench.losses import nt_xent
+from hardneg_bench.losses import _in_batch_logits, dcl, hcl, nt_xent
 
 
 def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -73,3 +73,99 @@ def test_nt_xent_bf16_inputs_computed_in_float32():
     low = nt_xent(z1.bfloat16(), z2.bfloat16(), 0.5)
     assert low.dtype == torch.float32
     assert torch.allclose(low, nt_xent(z1, z2, 0.5), atol=2e-2)
+
+
+def hcl_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float, tau_plus: float, beta: float) -> float:
+    """HCL's per-anchor formula as a plain loop in float64 (B.3 of the reference sheet)."""
+    views = [v / v.norm() for v in torch.cat([z1, z2]).double()]
+    batch = z1.shape[0]
+    n = 2 * batch - 2
+    total = 0.0
+    for i, anchor in enumerate(views):
+        positive = (i + batch) % (2 * batch)
+        e_p = math.exp(float(anchor @ views[positive]) / temperature)
+        sims = [float(anchor @ other) for j, other in enumerate(views) if j not in (i, positive)]
+        e = [math.exp(s / temperature) for s in sims]
+        w = [math.exp(beta * s / temperature) for s in sims]
+        reweighted = n * sum(wi * ei for wi, ei in zip(w, e)) / sum(w)
+        g = max((reweighted - tau_plus * n * e_p) / (1 - tau_plus), n * math.exp(-1 / temperature))
+        total += -math.log(e_p / (e_p + g))
+    return total / (2 * batch)
+
+
+def hcl_official_style(z1: torch.Tensor, z2: torch.Tensor, temperature: float, tau_plus: float, beta: float) -> torch.Tensor:
+    """The same objective written the way the official code writes it (exp, mask, imp = neg**beta,
+    reweight by the mean weight, clamp), in float64, for gradients."""
+    out = torch.nn.functional.normalize(torch.cat([z1, z2]).double(), dim=1)
+    batch = z1.shape[0]
+    neg = torch.exp(out @ out.T / temperature)
+    mask = torch.ones_like(neg, dtype=torch.bool)
+    for i in range(batch):
+        mask[i, i] = mask[i + batch, i + batch] = mask[i, i + batch] = mask[i + batch, i] = False
+    neg = neg.masked_select(mask).view(2 * batch, -1)
+    pos = torch.exp((torch.nn.functional.normalize(z1.double(), dim=1) * torch.nn.functional.normalize(z2.double(), dim=1)).sum(-1) / temperature)
+    pos = torch.cat([pos, pos])
+    n = 2 * batch - 2
+    imp = (beta * neg.log()).exp()
+    reweight_neg = (imp * neg).sum(-1) / imp.mean(-1)
+    ng = ((-tau_plus * n * pos + reweight_neg) / (1 - tau_plus)).clamp(min=n * math.e ** (-1 / temperature))
+    return (-torch.log(pos / (pos + ng))).mean()
+
+
+@pytest.mark.parametrize(
+    "batch,dim,temperature,tau_plus,beta",
+    [(3, 5, 0.5, 0.1, 1.0), (8, 16, 0.5, 0.0, 0.5), (6, 12, 0.2, 0.1, 2.0), (4, 8, 0.5, 0.05, 0.0), (5, 7, 0.1, 0.3, 6.0)],
+)
+def test_hcl_value_and_gradient_match_formula(batch, dim, temperature, tau_plus, beta):
+    torch.manual_seed(batch + dim)
+    z1, z2 = torch.randn(batch, dim, dtype=torch.float64), torch.randn(batch, dim, dtype=torch.float64)
+    ours = hcl(z1, z2, temperature, tau_plus, beta)
+    assert math.isclose(ours.item(), hcl_reference(z1, z2, temperature, tau_plus, beta), rel_tol=1e-5)
+    a1, a2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    b1, b2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    hcl(a1, a2, temperature, tau_plus, beta).backward()
+    hcl_official_style(b1, b2, temperature, tau_plus, beta).backward()
+    assert torch.allclose(a1.grad.double(), b1.grad, atol=1e-5) and torch.allclose(a2.grad.double(), b2.grad, atol=1e-5)
+
+
+def test_hcl_weights_carry_gradient():
+    """The official code does not detach the importance weights: detaching them changes the gradient."""
+    torch.manual_seed(7)
+    z1, z2 = torch.randn(6, 8, dtype=torch.float64), torch.randn(6, 8, dtype=torch.float64)
+    a = z1.clone().requires_grad_()
+    hcl(a, z2, 0.5, 0.1, 2.0).backward()
+
+    def detached_weights(z1, z2):
+        positive, negatives = _in_batch_logits(z1, z2, 0.5)
+        weights = torch.softmax(2.0 * negatives, dim=1).detach()
+        g = (((10 * (weights * negatives.exp()).sum(1)) - 0.1 * 10 * positive.exp()) / 0.9).clamp_min(10 * math.exp(-2))
+        return (torch.logaddexp(positive, g.log()) - positive).mean()
+
+    b = z1.clone().requires_grad_()
+    detached_weights(b, z2).backward()
+    assert torch.allclose(hcl(z1, z2, 0.5, 0.1, 2.0), detached_weights(z1, z2))
+    assert not torch.allclose(a.grad, b.grad, atol=1e-4)
+
+
+def test_special_cases_hcl_dcl_nt_xent():
+    torch.manual_seed(8)
+    z1, z2 = torch.randn(10, 6), torch.randn(10, 6)
+    assert torch.allclose(hcl(z1, z2, 0.5, 0.1, 0.0), dcl(z1, z2, 0.5, 0.1))
+    assert torch.allclose(dcl(z1, z2, 0.5, 0.0), nt_xent(z1, z2, 0.5), atol=1e-6)
+    assert not torch.allclose(hcl(z1, z2, 0.5, 0.1, 1.0), dcl(z1, z2, 0.5, 0.1))
+
+
+@pytest.mark.parametrize("temperature,beta", [(0.05, 10.0), (0.5, 10.0), (0.05, 0.0)])
+def test_hcl_finite_at_extremes(temperature, beta):
+    torch.manual_seed(9)
+    z = torch.randn(8, 16)
+    for z1, z2 in ((z, z.clone()), (z, -z), (torch.randn(8, 16), torch.randn(8, 16))):
+        a1, a2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+        loss = hcl(a1, a2, temperature, 0.1, beta)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(a1.grad).all() and torch.isfinite(a2.grad).all()
+
+
+def test_tau_plus_out_of_range_is_rejected():
+    with pytest.raises(ValueError, match="tau_plus"):
+        dcl(torch.randn(2, 3), torch.randn(2, 3), 0.5, 1.0)

@@ -4,7 +4,7 @@ Adding a method: write ``methods/<name>.py`` with a parameter dataclass and a :c
 subclass decorated with ``@register(...)``, then import it below.
 """
 
-from . import simclr  # noqa: F401  (registers)
+from . import dcl, hcl, simclr  # noqa: F401  (each import registers its method)
 from .base import Batch, Method
 from .registry import METHODS, MethodEntry, get_method
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ..config import require
 from ..losses import nt_xent
-from .base import Batch, Method
+from .in_batch import InBatchMethod
 from .registry import register
 
 
@@ -22,12 +20,6 @@ class SimCLRParams:
 
 
 @register("simclr", SimCLRParams, "SimCLR: NT-Xent over the 2B-2 in-batch negatives")
-class SimCLR(Method):
-    def __init__(self, backbone, projector, params: SimCLRParams) -> None:
-        super().__init__(backbone, projector)
-        self.params = params
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        # The two views go through the network separately, so BatchNorm statistics are per view,
-        # as in the HCL/DCL code (net(pos_1), net(pos_2)).
-        return nt_xent(self.embed(batch.view1), self.embed(batch.view2), self.params.temperature)
+class SimCLR(InBatchMethod):
+    def objective(self, z1, z2):
+        return nt_xent(z1, z2, self.params.temperature)
