@@ -1,5 +1,10 @@
 """Tiny datasets written in each real dataset's on-disk format, with label-dependent content so
-that a loader that mixes up images and labels, or axes, is caught."""
+that a loader that mixes up images and labels, or axes, is caught.
+
+``write_fake_cifar10/cifar100/stl10`` return what they wrote (``{split}_images`` uint8
+(N, 3, H, W) as a loader should return them, ``{split}_labels`` 0-based); ImageNet images are
+solid colours given by :func:`imagenet_colour`.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +25,9 @@ def labelled_images(labels: np.ndarray, side: int, seed: int) -> np.ndarray:
     return images
 
 
-def _pickle(path: Path, data: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(data, f)
-
-
 def write_fake_cifar(root: Path, classes: int, n_train: int, n_test: int) -> dict[str, np.ndarray]:
-    """CIFAR-10 (5 training batches) or CIFAR-100 (one ``train`` file, fine labels) pickles."""
+    """CIFAR-10 (``classes=10``: 5 training batches and ``test_batch``) or CIFAR-100
+    (``classes=100``: ``train`` and ``test`` with fine and coarse labels) pickles under ``root``."""
     rng = np.random.default_rng(classes)
     labels = {"train": rng.integers(0, classes, n_train), "test": rng.integers(0, classes, n_test)}
     images = {split: labelled_images(y, 32, i) for i, (split, y) in enumerate(labels.items())}
@@ -39,15 +40,25 @@ def write_fake_cifar(root: Path, classes: int, n_train: int, n_test: int) -> dic
         files = {"train": ("train", np.arange(n_train)), "test": ("test", np.arange(n_test))}
     folder.mkdir(parents=True)
     for name, (split, idx) in files.items():
-        data = {"data": images[split][idx].reshape(len(idx), -1), key: labels[split][idx].tolist()}
+        data = {"data": images[split][idx].reshape(len(idx), 3 * 32 * 32), key: labels[split][idx].tolist()}
         if classes == 100:
             data["coarse_labels"] = (labels[split][idx] // 5).tolist()
-        _pickle(folder / name, data)
+        with open(folder / name, "wb") as f:
+            pickle.dump(data, f)
     return {"train_images": images["train"], "train_labels": labels["train"], "test_images": images["test"], "test_labels": labels["test"]}
 
 
+def write_fake_cifar10(root: Path, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    return write_fake_cifar(root, 10, n_train, n_test)
+
+
+def write_fake_cifar100(root: Path, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    return write_fake_cifar(root, 100, n_train, n_test)
+
+
 def write_fake_stl10(root: Path, n_train: int, n_test: int, n_unlabeled: int) -> dict[str, np.ndarray]:
-    """STL-10 binaries: images column-major (axes 2 and 3 swapped), labels 1..10."""
+    """STL-10 binaries under ``root/stl10_binary``: images column-major (axes 2 and 3 swapped),
+    labels bytes 1..10."""
     folder = root / "stl10_binary"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -62,12 +73,28 @@ def write_fake_stl10(root: Path, n_train: int, n_test: int, n_unlabeled: int) ->
     return out
 
 
+def imagenet_colour(class_index: int, image_index: int) -> tuple[int, int, int]:
+    """The RGB colour of fake ImageNet image ``image_index`` of the ``class_index``-th class written."""
+    return (class_index * 37) % 256, (class_index * 91) % 256, (image_index * 50) % 256
+
+
 def write_fake_imagenet(root: Path, classes: list[str], n_per_class: int, side: int = 40) -> None:
-    """``imagenet/{train,val}/<wnid>/*.JPEG`` with one colour per class."""
+    """``root/imagenet/{train,val}/<wnid>/<wnid>_<i>.JPEG``, image i of ``classes[c]`` a solid
+    :func:`imagenet_colour` ``(c, i)`` of ``side + i`` x ``side`` pixels."""
     for split in ("train", "val"):
         for c, wnid in enumerate(classes):
             folder = root / "imagenet" / split / wnid
             folder.mkdir(parents=True)
             for i in range(n_per_class):
-                colour = ((c * 37) % 256, (c * 91) % 256, (i * 50) % 256)
-                Image.new("RGB", (side + i, side), colour).save(folder / f"{wnid}_{i}.JPEG")
+                Image.new("RGB", (side + i, side), imagenet_colour(c, i)).save(folder / f"{wnid}_{i}.JPEG")
+
+
+def write_fake_imagenet100(root: Path, n_per_class: int, classes: list[str] | None = None) -> list[str]:
+    """:func:`write_fake_imagenet` for ``classes`` (default: the shipped ImageNet-100 list, in its
+    order); returns the classes written."""
+    if classes is None:
+        from hardneg_bench.data.imagenet100 import class_list
+
+        classes = list(class_list())
+    write_fake_imagenet(root, classes, n_per_class)
+    return classes

@@ -1,14 +1,16 @@
 """CIFAR-10 and CIFAR-100, read from the official "python version" pickles.
 
 Expected under the data root: ``cifar-10-batches-py/data_batch_1..5, test_batch`` and
-``cifar-100-python/train, test``. The readers do not use torchvision's dataset classes, whose md5
-checks tiny test files cannot pass; torchvision supplies the download (URL, archive name, md5).
+``cifar-100-python/train, test`` (what the official archives extract to). The reader does not use
+torchvision's dataset classes, whose md5 checks tiny test files cannot pass; torchvision supplies
+the download (URL, archive name, md5).
 """
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,21 +22,24 @@ from .fetch import require_files
 
 
 def read_batches(folder: Path, files: list[str], label_key: str) -> ImageTensorSet:
-    """Concatenate pickled batches: ``data`` rows of 3072 bytes (R, G, B planes of 32x32)."""
+    """Concatenate pickled batches: ``data`` rows of 3072 bytes (R, G, B planes of 32x32, row-major)."""
     images, labels = [], []
     for name in files:
         with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
+            batch = pickle.load(f, encoding="latin1")  # written by Python 2
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return ImageTensorSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)))
 
 
-def _loader(name: str, source: type, label_key: str):
-    train_files = [f for f, _ in source.train_list]
-    test_files = [f for f, _ in source.test_list]
+def _loader(name: str, source: type, label_key: str) -> Callable[[Split, Path, bool], ImageTensorSet]:
+    """The ``load`` of one CIFAR variant; ``source`` is torchvision's class, read for its file
+    names and download attributes only."""
+    train_files = [f for f, _md5 in source.train_list]
+    test_files = [f for f, _md5 in source.test_list]
 
     def load(split: Split, root: Path, download: bool) -> ImageTensorSet:
+        """``pretrain`` and ``train``: the 50k training images; ``test``: the 10k test images."""
         folder = Path(root) / source.base_folder
         require_files(name, folder, train_files + test_files, source.url, source.filename, source.tgz_md5, Path(root), download)
         return read_batches(folder, test_files if split == "test" else train_files, label_key)
@@ -49,7 +54,8 @@ CIFAR10 = DatasetSpec(
     description="CIFAR-10: 10 classes, 32 px (torchvision download)",
     num_classes=10,
     image_size=32,
-    mean=(0.4914, 0.4822, 0.4465),  # per-channel statistics of the 50k training images
+    # Per-channel mean/std over all pixels of the 50k training images (the commonly quoted values).
+    mean=(0.4914, 0.4822, 0.4465),
     std=(0.2470, 0.2435, 0.2616),
     load=_loader("cifar10", TorchvisionCIFAR10, "labels"),
     split_sizes=_SIZES,
@@ -61,7 +67,7 @@ CIFAR100 = DatasetSpec(
     description="CIFAR-100: 100 fine classes, 32 px (torchvision download)",
     num_classes=100,
     image_size=32,
-    mean=(0.5071, 0.4865, 0.4409),  # per-channel statistics of the 50k training images
+    mean=(0.5071, 0.4865, 0.4409),  # per-channel statistics of the 50k training images, as for CIFAR-10
     std=(0.2673, 0.2564, 0.2762),
     load=_loader("cifar100", TorchvisionCIFAR100, "fine_labels"),
     split_sizes=_SIZES,
