@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 # Piped output (logs, CI) is not cut to 80 columns: tables keep their full labels.
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit."""
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -15,14 +15,14 @@ from ..config import KnnConfig, ProbeConfig
 from ..data.base import DatasetSpec
 from .batches import augmented_batches, eval_batches
 from .optim import build_optimizer, build_schedule
-from .runtime import Runtime, autocast, derive_seed
+from .runtime import Runtime, autocast, autocast_dtype, derive_seed
 
 
 @torch.no_grad()
 def extract_features(encoder: nn.Module, data, spec: DatasetSpec, image_size: int | None, runtime: Runtime, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled backbone features (float32) and labels of every image of ``data``, in order."""
     encoder.eval()
-    amp = torch.bfloat16 if runtime.device.type == "cuda" else None
+    amp = autocast_dtype("auto", runtime.device)
     features, labels = [], []
     for images, y in eval_batches(data, spec, image_size, batch_size, runtime.device, runtime.num_workers):
         with autocast(amp, runtime.device):
@@ -82,7 +82,7 @@ def paper_linear_probe(encoder: nn.Module, train_data, test_data, spec: DatasetS
     (HCL reports the epoch-100 value, not the best)."""
     augment = cfg.augment or pretrain_augment
     encoder.eval()
-    amp = torch.bfloat16 if runtime.device.type == "cuda" else None
+    amp = autocast_dtype("auto", runtime.device)
     classifier = _new_classifier(encoder.feature_dim, spec.num_classes, derive_seed(seed, "probe-init"), runtime.device)
     steps = -(-len(train_data) // cfg.batch_size)
 
