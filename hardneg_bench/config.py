@@ -65,6 +65,13 @@ class ModelConfig:
     stem: str = "auto"
     """``cifar`` (3x3 stride-1 conv, no max-pool), ``imagenet`` (torchvision's 7x7 stride-2 conv and
     max-pool) or ``auto``: cifar for crops up to 96 px, imagenet above."""
+    width: float = 1.0
+    """Channel multiplier of the backbone's stages (CMC's streams are half-width ResNets)."""
+    bn_splits: int = 1
+    """BatchNorm over this many sub-batches while pretraining: MoCo's one-GPU stand-in for
+    shuffle-BN (8 in MoCo's CIFAR demo); 1 is plain BatchNorm."""
+    projector_layers: int = 2
+    """2: Linear-[BN]-ReLU-Linear (SimCLR, MoCo-v2); 1: one Linear layer (InsDis, CMC)."""
     projector_hidden_dim: int | None = None
     """Hidden width of the projection MLP; None uses the backbone's feature width."""
     projector_out_dim: int = 128
@@ -74,6 +81,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         require(self.stem in ("auto", "cifar", "imagenet"), "stem", "must be auto, cifar or imagenet")
         require(self.projector_out_dim > 0, "projector_out_dim", "must be positive")
+        require(self.width > 0, "width", "must be positive")
+        require(self.bn_splits >= 1, "bn_splits", "must be at least 1")
+        require(self.projector_layers in (1, 2), "projector_layers", "must be 1 or 2")
         require(self.projector_hidden_dim is None or self.projector_hidden_dim > 0, "projector_hidden_dim", "must be positive")
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hardneg_bench.config import ConfigError
-from hardneg_bench.models import build_backbone, projection_mlp
+from hardneg_bench.models import build_backbone, projection_head
 
 
 @pytest.mark.parametrize("name,dim", [("resnet18", 512), ("resnet50", 2048), ("tiny", 128)])
@@ -34,9 +34,9 @@ def test_unknown_backbone_is_a_config_error():
         build_backbone("vit", "auto", 32)
 
 
-def test_projection_mlp_layers():
-    with_bn = projection_mlp(512, 256, 128, batchnorm=True)
+def test_projection_head_layers():
+    with_bn = projection_head(512, 256, 128, batchnorm=True)
     assert with_bn[0].bias is None and isinstance(with_bn[1], torch.nn.BatchNorm1d)
-    without = projection_mlp(2048, 2048, 128, batchnorm=False)
+    without = projection_head(2048, 2048, 128, batchnorm=False)
     assert without[0].bias is not None and not any(isinstance(m, torch.nn.BatchNorm1d) for m in without)
     assert with_bn(torch.randn(4, 512)).shape == (4, 128)

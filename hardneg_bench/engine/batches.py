@@ -93,12 +93,12 @@ def _augmented(
         yield [view.to(device, non_blocking=True) for view in images], idx.to(device), labels.to(device)
 
 
-def two_view_batches(
-    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
+def pretraining_batches(
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int
 ) -> Iterator[Batch]:
-    """One epoch of pretraining batches (last incomplete batch dropped)."""
-    for (view1, view2), idx, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views=2, drop_last=True):
-        yield Batch(view1, view2, idx, labels)
+    """One epoch of pretraining batches of one or two views (last incomplete batch dropped)."""
+    for images, idx, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views=views, drop_last=True):
+        yield Batch(images[0], images[1] if views == 2 else None, idx, labels)
 
 
 def augmented_batches(

@@ -19,9 +19,9 @@ import torch
 from ..config import RunConfig
 from ..data.base import DatasetSpec, ImageSet
 from ..methods import Method, get_method
-from ..models import build_backbone, projection_mlp
+from ..models import EncoderSpec, build_encoder, projection_head
 from ..store import atomic_torch_save, atomic_write_text
-from .batches import crop_size_of, on_device, steps_per_epoch, two_view_batches
+from .batches import crop_size_of, on_device, pretraining_batches, steps_per_epoch
 from .optim import build_optimizer, build_schedule
 from .progress import training_progress
 from .runtime import Runtime, autocast, autocast_dtype, derive_seed, rng_state, seed_everything, set_rng_state
@@ -35,38 +35,47 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def build_method(cfg: RunConfig, spec: DatasetSpec) -> Method:
-    entry = get_method(cfg.method)
-    backbone = build_backbone(cfg.model.backbone, cfg.model.stem, crop_size_of(cfg.pretrain.augment, spec))
-    hidden = cfg.model.projector_hidden_dim or backbone.feature_dim
-    projector = projection_mlp(backbone.feature_dim, hidden, cfg.model.projector_out_dim, cfg.model.projector_batchnorm)
-    return entry.cls(backbone, projector, cfg.method_params)
+def encoder_spec(cfg: RunConfig, spec: DatasetSpec) -> EncoderSpec:
+    """The architecture of the encoder ``cfg`` pretrains (CMC's when its method asks for it)."""
+    return EncoderSpec(
+        backbone=cfg.model.backbone,
+        stem=cfg.model.stem,
+        image_size=crop_size_of(cfg.pretrain.augment, spec),
+        width=cfg.model.width,
+        lab_split=get_method(cfg.method).cls.lab_split,
+        input_mean=tuple(spec.mean),
+        input_std=tuple(spec.std),
+    )
+
+
+def build_method(cfg: RunConfig, spec: DatasetSpec, dataset_size: int) -> Method:
+    m = cfg.model
+    backbone = build_encoder(encoder_spec(cfg, spec), m.bn_splits)
+
+    def make_projector(in_dim: int) -> torch.nn.Module:
+        return projection_head(in_dim, m.projector_hidden_dim or in_dim, m.projector_out_dim, m.projector_batchnorm, m.projector_layers)
+
+    return get_method(cfg.method).cls(backbone, make_projector, cfg.method_params, dataset_size)
 
 
 def encoder_record(cfg: RunConfig, spec: DatasetSpec, backbone: torch.nn.Module) -> dict:
-    """What ``encoder.pt`` holds: enough to rebuild the backbone without the run's config."""
-    return {
-        "backbone": cfg.model.backbone,
-        "stem": cfg.model.stem,
-        "image_size": crop_size_of(cfg.pretrain.augment, spec),
-        "state_dict": backbone.state_dict(),
-    }
+    """What ``encoder.pt`` holds: enough to rebuild the encoder without the run's config."""
+    return {"encoder": encoder_spec(cfg, spec).to_dict(), "state_dict": backbone.state_dict()}
 
 
 def load_encoder(path: Path, device: torch.device) -> torch.nn.Module:
-    """The backbone saved by a pretraining (or random-init) stage, in eval mode, frozen."""
+    """The encoder saved by a pretraining (or random-init) stage, in eval mode, frozen."""
     record = torch.load(path, map_location=device, weights_only=True)
-    backbone = build_backbone(record["backbone"], record["stem"], record["image_size"])
-    backbone.load_state_dict(record["state_dict"])
-    backbone.to(device).eval().requires_grad_(False)
-    return backbone
+    encoder = build_encoder(EncoderSpec(**record["encoder"]))
+    encoder.load_state_dict(record["state_dict"])
+    encoder.to(device).eval().requires_grad_(False)
+    return encoder
 
 
 def save_random_init(cfg: RunConfig, spec: DatasetSpec, run_dir: Path) -> dict:
-    """The random-init baseline: the backbone as initialised with the run's seed, untrained."""
+    """The random-init baseline: the encoder as initialised with the run's seed, untrained."""
     seed_everything(derive_seed(cfg.seed, "init"))
-    backbone = build_method(cfg, spec).backbone
-    atomic_torch_save(encoder_record(cfg, spec, backbone), run_dir / ENCODER)
+    atomic_torch_save(encoder_record(cfg, spec, build_encoder(encoder_spec(cfg, spec))), run_dir / ENCODER)
     return {"epochs_trained": 0}
 
 
@@ -91,7 +100,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
     write ``encoder.pt`` and ``metrics.csv``; return the stage's metrics."""
     device, p = runtime.device, cfg.pretrain
     seed_everything(derive_seed(cfg.seed, "init"))
-    model = build_method(cfg, spec).to(device)
+    model = build_method(cfg, spec, len(data)).to(device)
     steps = steps_per_epoch(len(data), p.batch_size, drop_last=True)
     if steps == 0:
         raise ValueError(f"batch size {p.batch_size} is larger than the {len(data)} pretraining images of {spec.name}")
@@ -121,7 +130,8 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             loss_sum = torch.zeros((), device=device)
             seed = derive_seed(cfg.seed, "pretrain", epoch)
             torch.manual_seed(seed)
-            for step, batch in enumerate(two_view_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers)):
+            model.on_epoch_start(epoch)
+            for step, batch in enumerate(pretraining_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers, model.views)):
                 with autocast(amp_dtype, device):
                     loss = model.loss(batch)
                 optimizer.zero_grad(set_to_none=True)

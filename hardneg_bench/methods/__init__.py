@@ -1,10 +1,12 @@
 """Pretraining methods, one file each, registered by name.
 
 Adding a method: write ``methods/<name>.py`` with a parameter dataclass and a :class:`Method`
-subclass decorated with ``@register(...)``, then import it below.
+subclass (or a subclass of one of the frameworks: :class:`InBatchMethod`,
+:class:`MomentumQueueMethod`, the memory-bank methods) decorated with ``@register(...)``, then
+import it below.
 """
 
-from . import dcl, hcl, simclr  # noqa: F401  (each import registers its method)
+from . import cmc, cmc_ring, dcl, hcl, ir, ir_ring, mochi, moco_v2, ring, simclr, sscl  # noqa: F401  (each import registers its method)
 from .base import Batch, Method
 from .registry import METHODS, MethodEntry, get_method
 

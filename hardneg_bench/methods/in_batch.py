@@ -1,5 +1,5 @@
 """The SimCLR framework: two views of B images, each view's negatives are the other 2B - 2 views.
-Methods on it (SimCLR, DCL, HCL) differ only in their objective."""
+Methods on it (SimCLR, DCL, HCL, SSCL) differ only in their objective."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ from .base import Batch, Method
 
 class InBatchMethod(Method):
     """Embeds both views and applies :meth:`objective` to the two (B, D) projections."""
-
-    def __init__(self, backbone, projector, params) -> None:
-        super().__init__(backbone, projector)
-        self.params = params
 
     def objective(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -1,6 +1,7 @@
-"""Backbones and projection heads."""
+"""Backbones, CMC's colour-split encoder, projection heads."""
 
 from .backbones import BACKBONES, build_backbone
-from .heads import projection_mlp
+from .encoder import EncoderSpec, build_encoder
+from .heads import projection_head
 
-__all__ = ["BACKBONES", "build_backbone", "projection_mlp"]
+__all__ = ["BACKBONES", "EncoderSpec", "build_backbone", "build_encoder", "projection_head"]

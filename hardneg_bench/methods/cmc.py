@@ -1,0 +1,70 @@
+"""Contrastive multiview coding (CMC, Tian et al. 2020) with memory banks, softmax version, as
+HobbitLong/CMC@7b227be train_CMC.py, NCE/NCEAverage.py and models/resnet.py compute it.
+
+One augmented view per image is converted to L*a*b*; an L encoder and an ab encoder (each a
+half-width ResNet in CMC's ``ResNetV1``: ``model.width: 0.5``) with their own linear heads embed
+it; each stream's embedding is contrasted against the other stream's bank (its own image's entry
+against 16384 uniformly drawn ones, t = 0.07), and both banks take the new embeddings with
+momentum 0.5. Evaluation uses the two streams' features concatenated, as CMC's linear probe does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import require
+from ..losses import cmc
+from .base import Batch, Method, out_features
+from .memory_bank import MemoryBank
+from .registry import register
+
+
+@dataclass
+class CMCParams:
+    temperature: float = 0.07
+    """train_CMC.py --nce_t default (its README suggests 0.1 for STL-10)."""
+    n_negatives: int = 16384
+    """train_CMC.py --nce_k default."""
+    bank_momentum: float = 0.5
+    """train_CMC.py --nce_m default."""
+
+    def __post_init__(self) -> None:
+        require(self.temperature > 0, "temperature", "must be positive")
+        require(self.n_negatives >= 1, "n_negatives", "must be at least 1")
+        require(0 <= self.bank_momentum < 1, "bank_momentum", "must be in [0, 1)")
+
+
+@register("cmc", CMCParams, "CMC (Tian et al. 2020): L and ab streams contrasted through each other's memory bank")
+class CMC(Method):
+    views = 1
+    lab_split = True
+
+    def __init__(self, backbone, make_projector, params, dataset_size) -> None:
+        super().__init__(backbone, make_projector, params, dataset_size)
+        dim = out_features(self.projector[0])
+        self.bank_l = MemoryBank(dataset_size, dim, params.bank_momentum)
+        self.bank_ab = MemoryBank(dataset_size, dim, params.bank_momentum)
+        self._written: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def projection_head(self, make_projector):
+        return nn.ModuleList([make_projector(self.backbone.l_stream.feature_dim), make_projector(self.backbone.ab_stream.feature_dim)])
+
+    def objective(self, z_l, z_ab, indices, bank_l, bank_ab) -> torch.Tensor:
+        return cmc(z_l, z_ab, indices, bank_l, bank_ab, self.params.temperature, self.params.n_negatives)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        features_l, features_ab = self.backbone.streams(batch.view1)
+        z_l, z_ab = self.projector[0](features_l), self.projector[1](features_ab)
+        loss = self.objective(z_l, z_ab, batch.indices, self.bank_l.entries, self.bank_ab.entries)
+        self._written = (batch.indices, z_l.detach(), z_ab.detach())
+        return loss
+
+    def after_optimizer_step(self) -> None:
+        if self._written is not None:
+            indices, z_l, z_ab = self._written
+            self.bank_l.update(indices, z_l)
+            self.bank_ab.update(indices, z_ab)
+            self._written = None

@@ -1,0 +1,26 @@
+"""IR with conditional negatives (Ring, Wu et al. 2021): the 4095 negatives are drawn from the
+ring of the whole memory bank, as mhw32/contrastive-ring-public@fb3e1c2 src/objectives/instdisc.py
+``NCERing`` draws them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..losses import ir_ring
+from .ir import IR, IRParams
+from .registry import register
+from .ring_fractions import RingFractions
+
+
+@dataclass
+class IRRingParams(IRParams, RingFractions):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_ring()
+
+
+@register("ir-ring", IRRingParams, "Ring (Wu et al. 2021) on IR: bank negatives sampled inside a similarity ring")
+class IRRing(IR):
+    def objective(self, z, indices, bank):
+        p = self.params
+        return ir_ring(z, indices, bank, p.temperature, p.n_negatives, p.outer_at(self.epoch), p.inner)
