@@ -1,7 +1,7 @@
 """Contrastive objectives as pure, differentiable functions.
 
 Each takes raw projector outputs (it L2-normalises them itself), holds no state, and computes in
-float32 whatever the input precision, so it can be imported into any training loop::
+float32 (float64 for float64 inputs) whatever the input precision, so it can be imported into any training loop::
 
     from hardneg_bench.losses import nt_xent
     loss = nt_xent(projector(backbone(view1)), projector(backbone(view2)), temperature=0.5)
@@ -16,8 +16,13 @@ import torch
 import torch.nn.functional as F
 
 
+def _precise(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or float64 if it is float64 (bf16/fp16 inputs are promoted)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _normalized(z: torch.Tensor) -> torch.Tensor:
-    return F.normalize(z.float(), dim=1)
+    return F.normalize(_precise(z), dim=1)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -145,7 +150,7 @@ def _queue_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tempera
     """The normalised query, its positive logit q.k / t (B,) and its queue logits q.queue / t (B, K)."""
     q = _normalized(q)
     k = _normalized(k.detach())
-    return q, (q * k).sum(1) / temperature, q @ queue.detach().float().T / temperature
+    return q, (q * k).sum(1) / temperature, q @ _precise(queue.detach()).to(q.dtype).T / temperature
 
 
 def _info_nce(positive: torch.Tensor, *negatives: torch.Tensor) -> torch.Tensor:
@@ -196,7 +201,7 @@ def mochi_negatives(
     draws its random numbers in the same order as the first."""
     with torch.no_grad():
         q = _normalized(q)
-        queue = queue.float()
+        queue = _precise(queue).to(q.dtype)
         hardest = (q @ queue.T).topk(n_hard, dim=1).indices  # (B, N)
         batch, device = q.shape[0], q.device
         first, second = torch.randint(0, n_hard, (2, batch, n_mix), device=device, generator=generator)
@@ -243,7 +248,8 @@ def _bank_terms(
     """Per anchor ``logsumexp([s_p, s_1 .. s_k] / t) - s_p / t``: the positive is the anchor's own
     bank entry; the k negatives are drawn uniformly with replacement from the whole bank (by
     ``picks`` if given), or from the ring of :func:`ring_negatives` when ``ring = (outer, inner)``."""
-    logits = _normalized(z) @ bank.detach().float().T / temperature  # (B, N)
+    z = _normalized(z)
+    logits = z @ _precise(bank.detach()).to(z.dtype).T / temperature  # (B, N)
     positive = logits.gather(1, indices.view(-1, 1)).squeeze(1)
     candidates = logits if ring is None else ring_negatives(logits, *ring)
     if picks is None:

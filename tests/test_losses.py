@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hardneg_bench.losses import _in_batch_logits, dcl, hcl, nt_xent
+from hardneg_bench.losses import _in_batch, dcl, hcl, nt_xent, sscl
 
 
 def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -136,7 +136,8 @@ def test_hcl_weights_carry_gradient():
     hcl(a, z2, 0.5, 0.1, 2.0).backward()
 
     def detached_weights(z1, z2):
-        positive, negatives = _in_batch_logits(z1, z2, 0.5)
+        pairs = _in_batch(z1, z2, 0.5)
+        positive, negatives = pairs.positive, pairs.negatives
         weights = torch.softmax(2.0 * negatives, dim=1).detach()
         g = (((10 * (weights * negatives.exp()).sum(1)) - 0.1 * 10 * positive.exp()) / 0.9).clamp_min(10 * math.exp(-2))
         return (torch.logaddexp(positive, g.log()) - positive).mean()
@@ -169,3 +170,59 @@ def test_hcl_finite_at_extremes(temperature, beta):
 def test_tau_plus_out_of_range_is_rejected():
     with pytest.raises(ValueError, match="tau_plus"):
         dcl(torch.randn(2, 3), torch.randn(2, 3), 0.5, 1.0)
+
+
+def sscl_reference(z1, z2, temperature, tau_plus, beta, n_hard, n_synthetic, seed):
+    """SSCL per anchor as a loop in float64 (reference sheet B.6): the n_hard most similar
+    negatives, n_synthetic normalised mixes of random pairs of them (the random numbers drawn in
+    the documented order: pair picks (2, 2B, K), then alpha (2B, K, 1)), HCL's estimator over
+    real + synthetic negatives. Differentiable, for gradients."""
+    views = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    batch, anchors = z1.shape[0], 2 * z1.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(0, n_hard, (2, anchors, n_synthetic), generator=generator)
+    alpha = torch.rand(anchors, n_synthetic, 1, generator=generator, dtype=torch.float32).double()
+    terms = []
+    for i in range(anchors):
+        positive = (i + batch) % anchors
+        others = [j for j in range(anchors) if j not in (i, positive)]
+        sims = torch.stack([views[i] @ views[j] for j in others])
+        hard = [others[j] for j in sorted(range(len(others)), key=lambda j: -sims.detach()[j].item())[:n_hard]]
+        synthetic = []
+        for s in range(n_synthetic):
+            a, b = views[hard[picks[0, i, s]]].detach(), views[hard[picks[1, i, s]]].detach()
+            h = alpha[i, s] * a + (1 - alpha[i, s]) * b
+            synthetic.append(views[i] @ (h / h.norm()))
+        all_sims = torch.cat([sims, torch.stack(synthetic)]) if synthetic else sims
+        n = len(all_sims)
+        e, w = torch.exp(all_sims / temperature), torch.exp(beta * all_sims / temperature)
+        e_p = torch.exp(views[i] @ views[positive] / temperature)
+        g = torch.clamp((n * (w * e).sum() / w.sum() - tau_plus * n * e_p) / (1 - tau_plus), min=n * math.exp(-1 / temperature))
+        terms.append(-torch.log(e_p / (e_p + g)))
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("batch,dim,temperature,tau_plus,beta,n_hard,n_synthetic", [(4, 6, 0.5, 0.1, 1.0, 3, 5), (6, 8, 0.2, 0.0, 0.5, 10, 4), (5, 12, 0.5, 0.2, 2.0, 1, 3)])
+def test_sscl_value_and_gradient_match_formula(batch, dim, temperature, tau_plus, beta, n_hard, n_synthetic):
+    torch.manual_seed(batch * 7 + dim)
+    z1, z2 = torch.randn(batch, dim, dtype=torch.float64), torch.randn(batch, dim, dtype=torch.float64)
+    a1, a2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    b1, b2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    ours = sscl(a1, a2, temperature, tau_plus, beta, n_hard, n_synthetic, generator=torch.Generator().manual_seed(11))
+    expected = sscl_reference(b1, b2, temperature, tau_plus, beta, n_hard, n_synthetic, seed=11)
+    assert math.isclose(ours.item(), expected.item(), rel_tol=1e-6)
+    ours.backward()
+    expected.backward()
+    assert torch.allclose(a1.grad, b1.grad, atol=1e-8) and torch.allclose(a2.grad, b2.grad, atol=1e-8)
+
+
+def test_sscl_without_synthetic_negatives_is_hcl_and_with_them_differs():
+    torch.manual_seed(12)
+    z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
+    assert torch.allclose(sscl(z1, z2, 0.5, 0.1, 1.0, 4, 0), hcl(z1, z2, 0.5, 0.1, 1.0))
+    assert not torch.allclose(sscl(z1, z2, 0.5, 0.1, 1.0, 4, 8), hcl(z1, z2, 0.5, 0.1, 1.0))
+
+
+def test_sscl_hard_set_larger_than_the_negatives_is_rejected():
+    with pytest.raises(ValueError, match="n_hard"):
+        sscl(torch.randn(4, 8), torch.randn(4, 8), 0.5, 0.1, 1.0, n_hard=7, n_synthetic=2)
