@@ -97,7 +97,6 @@ def test_banks_get_no_gradient():
 def test_ir_ring_negatives_come_from_the_ring_only():
     """With a bank whose ring is known, only ring entries can be drawn: an anchor equal to bank
     entry 0 whose ring (outer 0.5, inner 0.2 of 20 entries) holds entries at similarity 0.5."""
-    dim = 4
     anchor = torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
     angle = lambda c: torch.tensor([c, math.sqrt(1 - c * c), 0.0, 0.0], dtype=torch.float64)  # noqa: E731
     bank = torch.stack([angle(1.0), angle(0.9)] + [angle(0.5)] * 8 + [angle(-0.5)] * 10)

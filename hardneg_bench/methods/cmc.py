@@ -15,26 +15,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import require
 from ..losses import cmc
 from .base import Batch, Method, out_features
-from .memory_bank import MemoryBank
+from .memory_bank import BankParams, MemoryBank
 from .registry import register
 
 
 @dataclass
-class CMCParams:
+class CMCParams(BankParams):
     temperature: float = 0.07
     """train_CMC.py --nce_t default (its README suggests 0.1 for STL-10)."""
     n_negatives: int = 16384
     """train_CMC.py --nce_k default."""
     bank_momentum: float = 0.5
     """train_CMC.py --nce_m default."""
-
-    def __post_init__(self) -> None:
-        require(self.temperature > 0, "temperature", "must be positive")
-        require(self.n_negatives >= 1, "n_negatives", "must be at least 1")
-        require(0 <= self.bank_momentum < 1, "bank_momentum", "must be in [0, 1)")
 
 
 @register("cmc", CMCParams, "CMC (Tian et al. 2020): L and ab streams contrasted through each other's memory bank")

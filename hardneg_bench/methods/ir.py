@@ -11,26 +11,20 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import require
 from ..losses import ir
 from .base import Batch, Method, out_features
-from .memory_bank import MemoryBank
+from .memory_bank import BankParams, MemoryBank
 from .registry import register
 
 
 @dataclass
-class IRParams:
+class IRParams(BankParams):
     temperature: float = 0.07
     """Ring code loss_params.t (also InsDis's and CMC's nce_t)."""
     n_negatives: int = 4095
     """Sampled bank entries per anchor: the Ring code's k = 4096 minus the positive."""
     bank_momentum: float = 0.0
     """Ring code loss_params.m (InsDis: 0.5)."""
-
-    def __post_init__(self) -> None:
-        require(self.temperature > 0, "temperature", "must be positive")
-        require(self.n_negatives >= 1, "n_negatives", "must be at least 1")
-        require(0 <= self.bank_momentum < 1, "bank_momentum", "must be in [0, 1)")
 
 
 @register("ir", IRParams, "Instance discrimination (Wu et al. 2018): own memory-bank entry against sampled bank entries")

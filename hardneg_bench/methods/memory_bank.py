@@ -10,10 +10,28 @@ The bank is a buffer, so it is saved in every checkpoint.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import require
+
+
+@dataclass
+class BankParams:
+    """What every memory-bank method has (subclasses give the defaults of their sources)."""
+
+    temperature: float
+    n_negatives: int
+    """Bank entries drawn per anchor besides its own."""
+    bank_momentum: float
+
+    def __post_init__(self) -> None:
+        require(self.temperature > 0, "temperature", "must be positive")
+        require(self.n_negatives >= 1, "n_negatives", "must be at least 1")
+        require(0 <= self.bank_momentum < 1, "bank_momentum", "must be in [0, 1)")
 
 
 class MemoryBank(nn.Module):
