@@ -24,9 +24,9 @@ from . import __version__
 from .config import RunConfig, config_key, to_dict
 from .data.base import DatasetSpec, ImageSet
 from .data.registry import get_dataset
-from .engine.batches import crop_size_of, on_device
+from .engine.batches import on_device
 from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
-from .engine.pretrain import ENCODER, load_encoder, pretrain, save_random_init
+from .engine.pretrain import ENCODER, encoder_spec, load_encoder, pretrain, save_random_init
 from .engine.runtime import Runtime
 from .store import RunStore
 
@@ -126,7 +126,8 @@ class Pipeline:
 
     def random_init_encoder(self) -> Encoder:
         cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
-        config = {"method": RANDOM_INIT, "dataset": spec.name, "seed": cfg.seed, "model": to_dict(cfg.model), "image_size": crop_size_of(cfg.pretrain.augment, spec)}
+        # keyed by the architecture only: every method with the same encoder shares its baseline
+        config = {"method": RANDOM_INIT, "dataset": spec.name, "seed": cfg.seed, "encoder": encoder_spec(cfg, spec).to_dict()}
         label = {"method": RANDOM_INIT, "dataset": spec.name, "backbone": cfg.model.backbone, "epochs": 0, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
         record = self._stage("pretrain", config, label, lambda run_dir: save_random_init(cfg, spec, run_dir))
         return Encoder(record["key"], label)
