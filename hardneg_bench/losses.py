@@ -1,7 +1,8 @@
 """Contrastive objectives as pure, differentiable functions.
 
 Each takes raw projector outputs (it L2-normalises them itself), holds no state, and computes in
-float32 (float64 for float64 inputs) whatever the input precision, so it can be imported into any training loop::
+float32 (float64 for float64 inputs; bf16/fp16 are promoted), so it can be imported into any
+training loop::
 
     from hardneg_bench.losses import nt_xent
     loss = nt_xent(projector(backbone(view1)), projector(backbone(view2)), temperature=0.5)
