@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -313,10 +314,26 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
     return merged
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but reading ``1e-4`` as a number (YAML 1.2) rather than a string:
+    PyYAML follows YAML 1.1, whose floats need a dot (``1.0e-4``), a trap for config writers."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def load_yaml(path: Path) -> dict:
     """A YAML file that must hold a mapping; a clear one-line error otherwise."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = parse_yaml(Path(path).read_text())
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
@@ -337,7 +354,7 @@ def parse_override(text: str) -> dict:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from None
     nested: Any = value

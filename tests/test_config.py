@@ -46,6 +46,15 @@ def test_parse_override_reads_yaml_values():
         parse_override("pretrain.epochs")
 
 
+@pytest.mark.parametrize("text, value", [("1e-4", 1e-4), ("-3E2", -300.0), ("1.0e-4", 1e-4), (".5", 0.5), ("7", 7), ("1e4x", "1e4x")])
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path, text, value):
+    """PyYAML (YAML 1.1) reads 1e-4 as a string; configs and --set read it as the number."""
+    assert parse_override(f"pretrain.optimizer.weight_decay={text}") == {"pretrain": {"optimizer": {"weight_decay": value}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(f"pretrain:\n  optimizer:\n    weight_decay: {text}\n")
+    assert load_yaml(path)["pretrain"]["optimizer"]["weight_decay"] == value
+
+
 def test_deep_merge_merges_nested_and_replaces_leaves():
     base = {"pretrain": {"epochs": 5, "optimizer": {"lr": 1, "name": "sgd"}}, "seed": 0}
     merged = deep_merge(base, {"pretrain": {"optimizer": {"lr": 2}}, "seed": 1})
