@@ -75,6 +75,11 @@ class DeviceImages:
         return self.images.shape[0]
 
 
+def channels_last(images: torch.Tensor) -> torch.Tensor:
+    """NHWC layout: convolutions run faster in it on CPU (oneDNN) and on GPU tensor cores."""
+    return images.contiguous(memory_format=torch.channels_last)
+
+
 def _augmented(
     data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int, drop_last: bool
 ) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]]:
@@ -86,11 +91,11 @@ def _augmented(
         for idx in _index_batches(len(data), batch_size, drop_last, torch.Generator().manual_seed(seed)):
             idx = idx.to(data.device)
             images = data.images[idx]
-            yield [batch_augment(images, generator) for _ in range(views)], idx, data.labels[idx]
+            yield [channels_last(batch_augment(images, generator)) for _ in range(views)], idx, data.labels[idx]
         return
     transform = reference_transform(augment, spec.mean, spec.std, size)
     for *images, idx, labels in _loader(data, transform, views, batch_size, True, drop_last, seed, num_workers):
-        yield [view.to(device, non_blocking=True) for view in images], idx.to(device), labels.to(device)
+        yield [channels_last(view.to(device, non_blocking=True)) for view in images], idx.to(device), labels.to(device)
 
 
 def pretraining_batches(
@@ -117,11 +122,11 @@ def eval_batches(
     if isinstance(data, DeviceImages):
         for idx in _index_batches(len(data), batch_size, False, None):
             idx = idx.to(data.device)
-            yield normalize_batch(data.images[idx], spec.mean, spec.std, image_size), data.labels[idx]
+            yield channels_last(normalize_batch(data.images[idx], spec.mean, spec.std, image_size)), data.labels[idx]
         return
     transform = eval_transform(spec.mean, spec.std, image_size or 224)
     for images, _, labels in _loader(data, transform, 1, batch_size, False, False, 0, num_workers):
-        yield images.to(device, non_blocking=True), labels.to(device)
+        yield channels_last(images.to(device, non_blocking=True)), labels.to(device)
 
 
 def on_device(data: ImageSet, device: torch.device) -> ImageSet | DeviceImages:

@@ -68,7 +68,7 @@ def load_encoder(path: Path, device: torch.device) -> torch.nn.Module:
     record = torch.load(path, map_location=device, weights_only=True)
     encoder = build_encoder(EncoderSpec(**record["encoder"]))
     encoder.load_state_dict(record["state_dict"])
-    encoder.to(device).eval().requires_grad_(False)
+    encoder.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
     return encoder
 
 
@@ -100,7 +100,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
     write ``encoder.pt`` and ``metrics.csv``; return the stage's metrics."""
     device, p = runtime.device, cfg.pretrain
     seed_everything(derive_seed(cfg.seed, "init"))
-    model = build_method(cfg, spec, len(data)).to(device)
+    model = build_method(cfg, spec, len(data)).to(device, memory_format=torch.channels_last)
     steps = steps_per_epoch(len(data), p.batch_size, drop_last=True)
     if steps == 0:
         raise ValueError(f"batch size {p.batch_size} is larger than the {len(data)} pretraining images of {spec.name}")
