@@ -74,39 +74,170 @@ def run(
     console.print(render(results_frame(records), "table"))
 
 
-@app.command()
-def report(
-    format: str = typer.Option("table", "--format", "-f", help="table, markdown, csv, latex or json."),
-    runs_dir: Optional[Path] = RunsDir,
-) -> None:
-    """Every finished result in the run store, one row per method configuration (read from the ledger only)."""
-    from .report import FORMATS, render, results_frame
-    from .store import RunStore
+PublishedFile = typer.Option(None, "--published", help="YAML file of published numbers merged over the built-in ones (by id).", show_default=False)
 
-    if format not in FORMATS:
-        fail(f"unknown report format {format!r} (known: {', '.join(FORMATS)})")
-    frame = results_frame(RunStore(runs_dir or default_runs_dir()).ledger())
-    if frame.empty:
-        fail("no finished results in the run store yet: run `hardneg-bench run` first", code=1)
-    out = render(frame, format)
+
+def _published(path: Optional[Path]):
+    from .published import load_published
+
+    if path is not None and not path.is_file():
+        fail(f"--published {path} is not a file")
+    return load_published(path)
+
+
+def _emit(out) -> None:
     if isinstance(out, str):
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
     else:
         console.print(out)
 
 
+def _reproduce_command(table: str, seeds: int, overrides: List[str]) -> str:
+    return " ".join([f"hardneg-bench reproduce {table} --seeds {seeds}", *(f"--set {o}" for o in overrides)])
+
+
+@app.command()
+def report(
+    format: str = typer.Option("table", "--format", "-f", help="table, markdown, csv, latex or json."),
+    table: List[str] = typer.Option([], "--table", "-t", help="Experiment table(s) to show (default: every table with results)."),
+    runs: bool = typer.Option(False, "--runs", help="One row per run configuration instead of the paper tables."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="The overrides the tables were reproduced with (reproduce --set)."),
+    published: Optional[Path] = PublishedFile,
+    write: bool = typer.Option(True, "--write/--no-write", help="Write results/<table>.md and its PNG chart for each table shown."),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where --write puts the tables."),
+    runs_dir: Optional[Path] = RunsDir,
+) -> None:
+    """The paper tables re-run so far (ours beside the published number and the delta), or with
+    --runs every finished run; read from the ledger only. Without a table that has results, the
+    runs are shown."""
+    from .report import FORMATS, render, results_frame
+    from .store import RunStore
+    from .table_report import has_results, render_table, table_cells, write_results
+    from .tables import load_table, table_names
+
+    if format not in FORMATS:
+        fail(f"unknown report format {format!r} (known: {', '.join(FORMATS)})")
+    try:
+        records = list(RunStore(runs_dir or default_runs_dir()).ledger())
+        shown = []
+        if not runs:
+            numbers = _published(published)
+            for name in table or table_names():
+                paper_table = load_table(name)
+                cells = table_cells(paper_table, records, numbers, set_)
+                if table or has_results(cells):
+                    shown.append((paper_table, cells))
+    except ConfigError as err:
+        fail(str(err))
+    if shown:
+        for paper_table, cells in shown:
+            _emit(render_table(paper_table, cells, format))
+            if write:
+                write_results(paper_table, cells, results_dir, _reproduce_command(paper_table.name, max((c.n for c in cells), default=1) or 1, set_))
+        return
+    frame = results_frame(records)
+    if frame.empty:
+        fail("no finished results in the run store yet: run `hardneg-bench run` first", code=1)
+    _emit(render(frame, format))
+
+
+@app.command("published")
+def published_(
+    missing: bool = typer.Option(False, "--missing", help="Only the numbers that are not verified yet, and their count."),
+    published: Optional[Path] = PublishedFile,
+) -> None:
+    """Every published number the reports compare against, with its source and protocol."""
+    try:
+        records = _published(published)
+    except ConfigError as err:
+        fail(str(err))
+    shown = [r for r in records.values() if (r.value is None) == missing] if missing else list(records.values())
+    out = Table("id", "paper", "table / row", "method", "dataset", "epochs", "metric", "protocol", "value", "source")
+    for r in shown:
+        value = "—" if r.value is None else f"{r.value:.2f}" + (f" ± {r.std}" if r.std is not None else "")
+        protocol = f"{r.protocol.kind}, {r.protocol.mode}, {r.protocol.epoch} epoch"
+        out.add_row(r.id, r.paper, f"{r.table} / {r.row}", r.method, r.dataset, str(r.epochs or "—"), r.metric, protocol, value, r.missing or r.source)
+    console.print(out)
+    count = sum(r.value is None for r in records.values())
+    console.print(f"{count} of {len(records)} published numbers are missing (not verified yet)." if missing else f"{len(records)} published numbers, {count} of them missing.")
+
+
+@app.command()
+def reproduce(
+    table: str = typer.Argument(..., help="Experiment table (hardneg-bench list experiments)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds per cell (0 .. N-1)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (cached or not, estimated cost) and run nothing."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False),
+    runs_dir: Optional[Path] = RunsDir,
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key in every row (repeatable)."),
+    published: Optional[Path] = PublishedFile,
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where the table's markdown and PNG are written."),
+    download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
+    workers: int = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar."),
+) -> None:
+    """Run every row of a paper table (cached stages are skipped), then report it beside the published numbers."""
+    from .data.base import DatasetMissingError
+    from .engine.pretrain import TrainingDiverged
+    from .engine.runtime import Runtime, device_name, resolve_device
+    from .pipeline import Pipeline
+    from .reproduce import plan
+    from .store import RunStore
+    from .table_report import render_table, table_cells, write_results
+    from .tables import check_table, load_table
+
+    store = RunStore(runs_dir or default_runs_dir())
+    try:
+        paper_table = load_table(table)
+        numbers = _published(published)
+        check_table(paper_table, numbers)
+        torch_device = resolve_device(device)
+        planned = plan(paper_table, seeds, store, device_name(torch_device), set_)
+    except ConfigError as err:
+        fail(str(err))
+    if dry_run:
+        out = Table("row", "dataset", "seed", "status", "pretraining images", f"est. hours ({device_name(torch_device)})", title=f"{paper_table.name}: {paper_table.title}")
+        for p in planned:
+            hours = "—" if p.seconds is None else f"{p.seconds / 3600:.2f}"
+            out.add_row(p.row.label, p.dataset, str(p.seed), p.status, f"{p.images:,}", hours)
+        console.print(out)
+        known = [p.seconds for p in planned if p.seconds is not None]
+        unknown = sum(p.seconds is None for p in planned)
+        console.print(f"{sum(p.status == 'cached' for p in planned)} of {len(planned)} runs cached; estimated {sum(known) / 3600:.2f} hours for the rest with a measured throughput"
+                      + (f"; {unknown} without one (no comparable pretraining on this device in the ledger)" if unknown else ""))
+        return
+    root = (data_root or default_data_root()).expanduser()
+    runtime = Runtime(torch_device, num_workers=workers, show_progress=progress)
+    for p in planned:
+        if p.status == "cached":
+            continue
+        console.print(f"[bold]{paper_table.name}[/]: {p.row.label} on {p.dataset}, seed {p.seed}")
+        try:
+            Pipeline(p.cfg, store, runtime, root, download).run()
+        except (ConfigError, DatasetMissingError) as err:
+            fail(str(err))
+        except TrainingDiverged as err:
+            fail(str(err), code=1)
+    cells = table_cells(paper_table, store.ledger(), numbers, set_)
+    _emit(render_table(paper_table, cells, "table"))
+    for path in write_results(paper_table, cells, results_dir, _reproduce_command(paper_table.name, seeds, set_)):
+        console.print(f"wrote {path}")
+
+
 class ListWhat(str, Enum):
     methods = "methods"
     datasets = "datasets"
+    experiments = "experiments"
     runs = "runs"
 
 
 @app.command("list")
 def list_(
-    what: ListWhat = typer.Argument(..., help="methods, datasets or runs."),
+    what: ListWhat = typer.Argument(..., help="methods, datasets, experiments or runs."),
     runs_dir: Optional[Path] = RunsDir,
 ) -> None:
-    """List the registered methods, the datasets, or the finished stages in the run store."""
+    """List the registered methods, the datasets, the paper tables, or the finished stages in the run store."""
     if what is ListWhat.methods:
         from .config import to_dict
         from .methods import METHODS
@@ -121,6 +252,17 @@ def list_(
         for spec in DATASETS.values():
             sizes = " / ".join(f"{spec.split_sizes[s]:,}" if s in spec.split_sizes else "?" for s in ("pretrain", "train", "test"))
             table.add_row(spec.name, str(spec.num_classes), str(spec.image_size), sizes, spec.transfer_target or "—", "built-in" if spec.builtin else "data root", spec.description)
+    elif what is ListWhat.experiments:
+        from .published import load_published
+        from .tables import load_table, table_names
+
+        numbers = load_published()
+        table = Table("experiment", "rows", "datasets", "cells", "published (missing)", "title")
+        for name in table_names():
+            t = load_table(name)
+            ids = [row.published[d] for row, d in t.cells() if d in row.published]
+            missing = sum(numbers[i].value is None for i in ids if i in numbers)
+            table.add_row(name, str(len(t.rows)), ", ".join(t.datasets), str(len(t.rows) * len(t.datasets)), f"{len(ids) - missing} ({missing})", t.title)
     else:
         from .store import RunStore
 

@@ -132,6 +132,9 @@ class PretrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     precision: str = "auto"
+    split: str = "pretrain"
+    """The split pretrained on: ``pretrain`` (e.g. STL-10 train+unlabeled) or ``train`` (the
+    labelled training images only, as the Ring code pretrains STL-10)."""
     """``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``bf16`` or ``fp16``."""
     checkpoint_every: int = 10
     """Epochs between checkpoints (the last epoch is always saved)."""
@@ -140,6 +143,7 @@ class PretrainConfig:
         require(self.epochs >= 1, "epochs", "must be at least 1")
         require(self.batch_size >= 2, "batch_size", "must be at least 2")
         require(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")
+        require(self.split in ("pretrain", "train"), "split", f"must be pretrain or train, got {self.split!r}")
         require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
 
 
@@ -254,6 +258,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"config key '{path}' must be a list of {len(args)} values, got {list(value)!r}")
         return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
+        return {_convert(k, key_type, path): _convert(v, value_type, f"{path}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp in (int, bool, str) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):

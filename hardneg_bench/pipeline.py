@@ -52,6 +52,24 @@ def environment() -> dict:
     }
 
 
+def pretrain_stage(cfg: RunConfig) -> tuple[dict, dict]:
+    """The pretraining stage's config (its key is the hash) and its report label; the label's
+    ``group`` is the key without the seed, shared by every seed of one configuration."""
+    config = {k: to_dict(getattr(cfg, k)) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
+    label = {"method": cfg.method, "dataset": cfg.dataset, "backbone": cfg.model.backbone, "epochs": cfg.pretrain.epochs, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
+    return config, label
+
+
+def probe_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
+    """The config of the linear probe of the encoder ``encoder_key`` on ``dataset``."""
+    augment = (cfg.probe.augment or cfg.pretrain.augment) if cfg.probe.protocol == "paper" else None
+    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=augment))}
+
+
+def knn_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
+    return {"parent": encoder_key, "dataset": dataset, "knn": to_dict(cfg.knn), "image_size": cfg.probe.image_size}
+
+
 @dataclass(frozen=True)
 class Encoder:
     """A pretraining (or random-init) stage output and what a report row is labelled with."""
@@ -117,11 +135,10 @@ class Pipeline:
 
     def pretrained_encoder(self) -> Encoder:
         cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
-        config = {k: to_dict(getattr(cfg, k)) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
-        label = {"method": cfg.method, "dataset": spec.name, "backbone": cfg.model.backbone, "epochs": cfg.pretrain.epochs, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
+        config, label = pretrain_stage(cfg)
         # everything the run reads, the transfer datasets too: a missing one fails now, not after pretraining
-        needs = ((spec, "pretrain"), *((s, split) for s in (spec, *self.transfer_targets()) for split in ("train", "test")))
-        record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, "pretrain"), run_dir, self.runtime), needs)
+        needs = ((spec, cfg.pretrain.split), *((s, split) for s in (spec, *self.transfer_targets()) for split in ("train", "test")))
+        record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, cfg.pretrain.split), run_dir, self.runtime), needs)
         return Encoder(record["key"], label)
 
     def random_init_encoder(self) -> Encoder:
@@ -146,7 +163,7 @@ class Pipeline:
         (``stage`` is ``probe`` on the pretraining dataset, ``transfer`` on another)."""
         cfg = self.cfg
         probe_augment = cfg.probe.augment or cfg.pretrain.augment
-        config = {"parent": encoder.key, "dataset": spec.name, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=probe_augment if cfg.probe.protocol == "paper" else None))}
+        config = probe_stage(cfg, encoder.key, spec.name)
 
         def compute(_: Path) -> dict:
             if cfg.probe.protocol == "fast":
@@ -159,7 +176,7 @@ class Pipeline:
 
     def knn(self, encoder: Encoder, spec: DatasetSpec) -> dict:
         cfg = self.cfg
-        config = {"parent": encoder.key, "dataset": spec.name, "knn": to_dict(cfg.knn), "image_size": cfg.probe.image_size}
+        config = knn_stage(cfg, encoder.key, spec.name)
 
         def compute(_: Path) -> dict:
             return {"test_accuracy": knn_accuracy(self._features(encoder, spec, "train"), self._features(encoder, spec, "test"), spec.num_classes, cfg.knn)}

@@ -24,7 +24,7 @@ from ..store import atomic_torch_save, atomic_write_text
 from .batches import crop_size_of, on_device, pretraining_batches, steps_per_epoch
 from .optim import build_optimizer, build_schedule
 from .progress import training_progress
-from .runtime import Runtime, autocast, autocast_dtype, derive_seed, rng_state, seed_everything, set_rng_state
+from .runtime import Runtime, autocast, autocast_dtype, derive_seed, device_name, rng_state, seed_everything, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER = "encoder.pt"
@@ -167,4 +167,5 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
         "epochs_trained": p.epochs,
         "images_per_s": sum(h["images_per_s"] * h["seconds"] for h in history) / sum(h["seconds"] for h in history),
         "train_seconds": sum(h["seconds"] for h in history),
+        "device": device_name(device),
     }
