@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from tabulate import tabulate
 
 from .config import ConfigError
 from .paths import RUNS_ENV, default_data_root, default_runs_dir
@@ -101,6 +102,7 @@ def report(
     format: str = typer.Option("table", "--format", "-f", help="table, markdown, csv, latex or json."),
     table: List[str] = typer.Option([], "--table", "-t", help="Experiment table(s) to show (default: every table with results)."),
     runs: bool = typer.Option(False, "--runs", help="One row per run configuration instead of the paper tables."),
+    diagnostics: bool = typer.Option(False, "--diagnostics", help="The hardness diagnostics of every pretraining (false-negative rate of the hardest negatives, their similarity) and a plot over epochs."),
     set_: List[str] = typer.Option([], "--set", "-s", help="The overrides the tables were reproduced with (reproduce --set)."),
     published: Optional[Path] = PublishedFile,
     write: bool = typer.Option(True, "--write/--no-write", help="Write results/<table>.md and its PNG chart for each table shown."),
@@ -117,6 +119,9 @@ def report(
 
     if format not in FORMATS:
         fail(f"unknown report format {format!r} (known: {', '.join(FORMATS)})")
+    if diagnostics:
+        _diagnostics_report(RunStore(runs_dir or default_runs_dir()).ledger(), format, results_dir if write else None)
+        return
     try:
         records = list(RunStore(runs_dir or default_runs_dir()).ledger())
         shown = []
@@ -139,6 +144,30 @@ def report(
     if frame.empty:
         fail("no finished results in the run store yet: run `hardneg-bench run` first", code=1)
     _emit(render(frame, format))
+
+
+def _diagnostics_report(ledger, format: str, results_dir: Optional[Path]) -> None:
+    from .diagnostics_report import diagnostics_chart, diagnostics_frame, last_epoch_summary
+
+    frame = diagnostics_frame(ledger)
+    if frame.empty:
+        fail("no pretraining in the run store logged hardness diagnostics (they need a labelled dataset)", code=1)
+    summary = last_epoch_summary(frame)
+    if format == "csv":
+        _emit(frame.to_csv(index=False))
+    elif format == "json":
+        _emit(frame.to_json(orient="records", indent=1))
+    elif format in ("markdown", "latex"):
+        _emit(tabulate(summary, headers="keys", tablefmt="github" if format == "markdown" else "latex_booktabs", showindex=False, floatfmt=".3f"))
+    else:
+        table = Table(*summary.columns, title="Hardness diagnostics at the last epoch (mean over seeds)")
+        for row in summary.itertuples(index=False):
+            table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+        console.print(table)
+    if results_dir is not None:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        diagnostics_chart(frame, results_dir / "diagnostics.png")
+        Console(stderr=True).print(f"wrote {results_dir / 'diagnostics.png'}", highlight=False)
 
 
 @app.command("published")

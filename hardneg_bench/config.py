@@ -132,6 +132,8 @@ class PretrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     precision: str = "auto"
+    diagnostics: bool = True
+    """Log the hardness diagnostics every epoch on labelled data (methods/hardness.py)."""
     split: str = "pretrain"
     """The split pretrained on: ``pretrain`` (e.g. STL-10 train+unlabeled) or ``train`` (the
     labelled training images only, as the Ring code pretrains STL-10)."""

@@ -48,12 +48,14 @@ def test_moco_enqueues_after_the_step_and_updates_the_key_encoder_by_ema():
     b = batch()
     method.loss(b)
     assert torch.equal(method.queue, queue_before)  # the loss saw the queue without this batch's keys
-    keys = method._new_keys.clone()
+    keys, labels = method._new_keys
+    keys = keys.clone()
     method._new_keys = None
     torch.manual_seed(0)
     method.key_backbone.load_state_dict(key_before)
     step(method, b)
     assert torch.allclose(method.queue[:4], keys) and torch.equal(method.queue[4:], queue_before[4:])
+    assert torch.equal(method.queue_labels[:4], labels) and bool((method.queue_labels[4:] == -1).all())
     assert int(method.queue_pointer) == 4
     for name, key_param in method.key_backbone.named_parameters():
         query_param = dict(method.backbone.named_parameters())[name]
@@ -113,10 +115,11 @@ def test_bank_methods_write_the_step_embeddings_after_the_step(name, banks):
     before = [getattr(method, bank).entries.clone() for bank in banks]
     method.loss(b)
     assert all(torch.equal(getattr(method, bank).entries, old) for bank, old in zip(banks, before))
-    written = method._written
+    written = [getattr(method, bank).staged[1] for bank in banks]
     method.after_optimizer_step()
-    for bank, z in zip(banks, written[1:]):
+    for bank, z in zip(banks, written):
         assert torch.allclose(getattr(method, bank).entries[b.indices], torch.nn.functional.normalize(z, dim=1))
+        assert torch.equal(getattr(method, bank).labels[b.indices], b.labels)
 
 
 def test_srgb_to_lab_matches_the_cie_values_of_the_primaries():

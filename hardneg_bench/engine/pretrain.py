@@ -19,6 +19,7 @@ import torch
 from ..config import RunConfig
 from ..data.base import DatasetSpec, ImageSet
 from ..methods import Method, get_method
+from ..methods.hardness import DIAGNOSTICS, HardnessTally
 from ..models import EncoderSpec, build_encoder, projection_head
 from ..store import atomic_torch_save, atomic_write_text
 from .batches import crop_size_of, on_device, pretraining_batches, steps_per_epoch
@@ -81,7 +82,8 @@ def save_random_init(cfg: RunConfig, spec: DatasetSpec, run_dir: Path) -> dict:
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    fields = list(dict.fromkeys(name for entry in history for name in entry))  # diagnostics may start late
+    writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(run_dir / METRICS, buffer.getvalue())
@@ -128,12 +130,17 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             model.train()
             started = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
+            hardness = HardnessTally()
             seed = derive_seed(cfg.seed, "pretrain", epoch)
             torch.manual_seed(seed)
             model.on_epoch_start(epoch)
             for step, batch in enumerate(pretraining_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers, model.views)):
                 with autocast(amp_dtype, device):
                     loss = model.loss(batch)
+                if p.diagnostics:
+                    sums = model.hardness(batch)
+                    if sums is not None:
+                        hardness.add(sums)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -149,11 +156,12 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} of {cfg.method} on {spec.name}")
             seconds = time.perf_counter() - started
-            history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds})
+            history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds, **hardness.summary()})
             _write_metrics(run_dir, history)
             if writer is not None:
-                for name in ("loss", "lr", "images_per_s"):
-                    writer.add_scalar(f"pretrain/{name}", history[-1][name], epoch + 1)
+                for name, value in history[-1].items():
+                    if name not in ("epoch", "steps"):
+                        writer.add_scalar(f"pretrain/{name}", value, epoch + 1)
             if (epoch + 1) % p.checkpoint_every == 0 or epoch + 1 == p.epochs:
                 atomic_torch_save(
                     {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(), "history": history},
@@ -168,4 +176,5 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
         "images_per_s": sum(h["images_per_s"] * h["seconds"] for h in history) / sum(h["seconds"] for h in history),
         "train_seconds": sum(h["seconds"] for h in history),
         "device": device_name(device),
+        "diagnostics": [{k: h[k] for k in ("epoch", *DIAGNOSTICS) if k in h} for h in history if DIAGNOSTICS[0] in h],
     }

@@ -63,6 +63,17 @@ class Method(nn.Module):
     def after_optimizer_step(self) -> None:
         """Called after each optimizer step: momentum-encoder updates, enqueueing, bank updates."""
 
+    def hardness(self, batch: Batch) -> torch.Tensor | None:
+        """Called after :meth:`loss` on labelled data: the hardness sums
+        (:func:`hardneg_bench.methods.hardness.hardest_negatives`) of the negatives that loss used;
+        None where the method does not say."""
+        return None
+
+    def negative_ring(self) -> tuple[float, float] | None:
+        """(outer, inner) in force this epoch for the Ring methods, whose parameters have them."""
+        p = self.params
+        return (p.outer_at(self.epoch), p.inner) if hasattr(p, "outer_at") else None
+
 
 def out_features(projector: nn.Module) -> int:
     """The embedding width of a projection head (its last Linear layer)."""

@@ -41,7 +41,6 @@ class CMC(Method):
         dim = out_features(self.projector[0])
         self.bank_l = MemoryBank(dataset_size, dim, params.bank_momentum)
         self.bank_ab = MemoryBank(dataset_size, dim, params.bank_momentum)
-        self._written: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def projection_head(self, make_projector):
         return nn.ModuleList([make_projector(self.backbone.l_stream.feature_dim), make_projector(self.backbone.ab_stream.feature_dim)])
@@ -53,12 +52,16 @@ class CMC(Method):
         features_l, features_ab = self.backbone.streams(batch.view1)
         z_l, z_ab = self.projector[0](features_l), self.projector[1](features_ab)
         loss = self.objective(z_l, z_ab, batch.indices, self.bank_l.entries, self.bank_ab.entries)
-        self._written = (batch.indices, z_l.detach(), z_ab.detach())
+        self.bank_l.stage(batch.indices, z_l, batch.labels)
+        self.bank_ab.stage(batch.indices, z_ab, batch.labels)
         return loss
 
+    def hardness(self, batch: Batch) -> torch.Tensor:
+        """Each stream's anchors against the other stream's bank, as the objective contrasts them."""
+        ring = self.negative_ring()
+        z_l, z_ab = self.bank_l.staged[1], self.bank_ab.staged[1]
+        return self.bank_ab.hardness(z_l, batch.indices, batch.labels, ring) + self.bank_l.hardness(z_ab, batch.indices, batch.labels, ring)
+
     def after_optimizer_step(self) -> None:
-        if self._written is not None:
-            indices, z_l, z_ab = self._written
-            self.bank_l.update(indices, z_l)
-            self.bank_ab.update(indices, z_ab)
-            self._written = None
+        self.bank_l.commit()
+        self.bank_ab.commit()

@@ -4,8 +4,10 @@ Methods on it (SimCLR, DCL, HCL, SSCL) differ only in their objective."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .base import Batch, Method
+from .hardness import hardest_negatives
 
 
 class InBatchMethod(Method):
@@ -17,4 +19,15 @@ class InBatchMethod(Method):
     def loss(self, batch: Batch) -> torch.Tensor:
         # The two views go through the network separately, so BatchNorm statistics are per view,
         # as in the HCL/DCL code (net(pos_1), net(pos_2)).
-        return self.objective(self.embed(batch.view1), self.embed(batch.view2))
+        z1, z2 = self.embed(batch.view1), self.embed(batch.view2)
+        self._embeddings = (z1.detach(), z2.detach())
+        return self.objective(z1, z2)
+
+    def hardness(self, batch: Batch) -> torch.Tensor:
+        """Among the 2B - 2 in-batch negatives of each view (SSCL's synthetic ones are not counted)."""
+        z = F.normalize(torch.cat(self._embeddings).float(), dim=1)
+        n = z.shape[0] // 2
+        labels = torch.cat([batch.labels, batch.labels])
+        same_image = torch.arange(2 * n, device=z.device) % n
+        exclude = same_image.view(-1, 1) == same_image.view(1, -1)  # the anchor and its positive
+        return hardest_negatives(z @ z.T, labels, labels, exclude)

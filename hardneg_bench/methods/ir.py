@@ -34,7 +34,6 @@ class IR(Method):
     def __init__(self, backbone, make_projector, params, dataset_size) -> None:
         super().__init__(backbone, make_projector, params, dataset_size)
         self.bank = MemoryBank(dataset_size, out_features(self.projector), params.bank_momentum)
-        self._written: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def objective(self, z: torch.Tensor, indices: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
         return ir(z, indices, bank, self.params.temperature, self.params.n_negatives)
@@ -42,10 +41,12 @@ class IR(Method):
     def loss(self, batch: Batch) -> torch.Tensor:
         z = self.embed(batch.view1)
         loss = self.objective(z, batch.indices, self.bank.entries)
-        self._written = (batch.indices, z.detach())
+        self.bank.stage(batch.indices, z, batch.labels)
         return loss
 
+    def hardness(self, batch: Batch) -> torch.Tensor:
+        _, z, _ = self.bank.staged
+        return self.bank.hardness(z, batch.indices, batch.labels, self.negative_ring())
+
     def after_optimizer_step(self) -> None:
-        if self._written is not None:
-            self.bank.update(*self._written)
-            self._written = None
+        self.bank.commit()

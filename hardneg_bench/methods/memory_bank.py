@@ -4,7 +4,10 @@ Each step's embeddings replace their images' entries after the optimizer step:
 ``entry <- normalise(m * entry + (1 - m) * normalise(z))``, with m = 0 in the Ring code (the entry
 is overwritten) and 0.5 in InsDis and CMC. Entries start uniform in [-s, s], s = 1/sqrt(D/3),
 L2-normalised (the Ring code's MemoryBank; CMC skips the normalisation, their norm is about 1).
-The bank is a buffer, so it is saved in every checkpoint.
+The bank is a buffer, so it is saved in every checkpoint. A step's embeddings are staged with the
+loss (:meth:`MemoryBank.stage`) and written after the optimizer step (:meth:`MemoryBank.commit`).
+The bank also remembers each entry's label (-1 until written or when unlabelled), which only the
+hardness diagnostics read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import require
+from .hardness import hardest_negatives
 
 
 @dataclass
@@ -39,9 +43,29 @@ class MemoryBank(nn.Module):
         super().__init__()
         scale = 1 / math.sqrt(dim / 3)
         self.register_buffer("entries", F.normalize(torch.rand(size, dim) * 2 * scale - scale, dim=1))
+        self.register_buffer("labels", torch.full((size,), -1, dtype=torch.long))
         self.momentum = momentum
+        self.staged: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     @torch.no_grad()
-    def update(self, indices: torch.Tensor, z: torch.Tensor) -> None:
+    def update(self, indices: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         mixed = self.momentum * self.entries[indices] + (1 - self.momentum) * F.normalize(z.float(), dim=1)
         self.entries[indices] = F.normalize(mixed, dim=1)
+        if labels is not None:
+            self.labels[indices] = labels
+
+    def stage(self, indices: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """Remember this step's embeddings (detached) for :meth:`commit`."""
+        self.staged = (indices, z.detach(), labels)
+
+    def commit(self) -> None:
+        if self.staged is not None:
+            self.update(*self.staged)
+            self.staged = None
+
+    @torch.no_grad()
+    def hardness(self, z: torch.Tensor, indices: torch.Tensor, labels: torch.Tensor, ring: tuple[float, float] | None) -> torch.Tensor:
+        """Hardness sums of the anchors ``z`` against this bank (their own entries excluded)."""
+        similarity = F.normalize(z.float(), dim=1) @ self.entries.T
+        own = torch.zeros_like(similarity, dtype=torch.bool).scatter_(1, indices.view(-1, 1), True)
+        return hardest_negatives(similarity, self.labels, labels, own, ring)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..config import require
 from .base import Batch, Method, out_features
+from .hardness import hardest_negatives
 
 
 @dataclass
@@ -52,7 +53,8 @@ class MomentumQueueMethod(Method):
         self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)
         self.register_buffer("queue", F.normalize(torch.randn(params.queue_size, out_features(self.projector)), dim=1))
         self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
-        self._new_keys: torch.Tensor | None = None
+        self.register_buffer("queue_labels", torch.full((params.queue_size,), -1, dtype=torch.long))  # read by hardness only
+        self._new_keys: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def objective(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -69,9 +71,16 @@ class MomentumQueueMethod(Method):
         if batch.view1.shape[0] > self.queue.shape[0]:
             raise ValueError(f"queue_size {self.queue.shape[0]} is smaller than the batch of {batch.view1.shape[0]}")
         k = self.keys(batch.view2)
-        loss = self.objective(self.embed(batch.view1), k, self.queue)
-        self._new_keys = k
+        q = self.embed(batch.view1)
+        loss = self.objective(q, k, self.queue)
+        self._query = q.detach()
+        self._new_keys = (k, batch.labels)
         return loss
+
+    def hardness(self, batch: Batch) -> torch.Tensor:
+        """Among the queue's keys (MoCHi's synthetic negatives are not counted)."""
+        similarity = F.normalize(self._query.float(), dim=1) @ self.queue.T
+        return hardest_negatives(similarity, self.queue_labels, batch.labels, None, self.negative_ring())
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
@@ -80,8 +89,10 @@ class MomentumQueueMethod(Method):
             for key_param, param in zip(key_module.parameters(), module.parameters()):
                 key_param.lerp_(param, 1 - m)
         if self._new_keys is not None:
+            keys, labels = self._new_keys
             size = self.queue.shape[0]
-            slots = (self.queue_pointer + torch.arange(self._new_keys.shape[0], device=self.queue.device)) % size
-            self.queue[slots] = self._new_keys
-            self.queue_pointer.copy_((self.queue_pointer + self._new_keys.shape[0]) % size)
+            slots = (self.queue_pointer + torch.arange(keys.shape[0], device=self.queue.device)) % size
+            self.queue[slots] = keys
+            self.queue_labels[slots] = labels
+            self.queue_pointer.copy_((self.queue_pointer + keys.shape[0]) % size)
             self._new_keys = None
