@@ -198,7 +198,7 @@ def _loader(dataset: str):
 # than a dark background, because every result in results/ and the README was made with them.
 # The current train splits measure (images.float() / 255).mean((0, 2, 3)) = (0.240, 0.238, 0.236)
 # and .std(...) = (0.199, 0.199, 0.200) for shapes, (0.227, 0.226, 0.230) / (0.185, 0.184, 0.184)
-# for shapes-novel. Switching to them changes the results: re-run results/shapes.md if you do.
+# for shapes-novel. Switching to them changes the results: re-run results/shapes.md and results/shapes-runs.md if you do.
 MEAN, STD = (0.5, 0.5, 0.5), (0.29, 0.29, 0.29)
 _SIZES = {"pretrain": 10 * TRAIN_PER_CLASS, "train": 10 * TRAIN_PER_CLASS, "test": 10 * TEST_PER_CLASS}
 
