@@ -132,8 +132,9 @@ class PretrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     precision: str = "auto"
-    diagnostics: bool = True
-    """Log the hardness diagnostics every epoch on labelled data (methods/hardness.py)."""
+    diagnostics_every: int = 10
+    """Hardness diagnostics (methods/hardness.py) on every N-th training step of labelled data,
+    averaged per epoch; 0 switches them off."""
     split: str = "pretrain"
     """The split pretrained on: ``pretrain`` (e.g. STL-10 train+unlabeled) or ``train`` (the
     labelled training images only, as the Ring code pretrains STL-10)."""
@@ -145,6 +146,7 @@ class PretrainConfig:
         require(self.epochs >= 1, "epochs", "must be at least 1")
         require(self.batch_size >= 2, "batch_size", "must be at least 2")
         require(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")
+        require(self.diagnostics_every >= 0, "diagnostics_every", "must be >= 0 (0: off)")
         require(self.split in ("pretrain", "train"), "split", f"must be pretrain or train, got {self.split!r}")
         require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
 

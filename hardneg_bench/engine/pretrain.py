@@ -137,7 +137,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             for step, batch in enumerate(pretraining_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers, model.views)):
                 with autocast(amp_dtype, device):
                     loss = model.loss(batch)
-                if p.diagnostics:
+                if p.diagnostics_every and step % p.diagnostics_every == 0:
                     sums = model.hardness(batch)
                     if sums is not None:
                         hardness.add(sums)
