@@ -48,13 +48,15 @@ def diagnostics_chart(frame: pd.DataFrame, path: Path) -> None:
 
     datasets = list(dict.fromkeys(frame["dataset"]))
     fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: one per method configuration
     for (rate_ax, cos_ax), dataset in zip(axes, datasets):
         part = frame[frame["dataset"] == dataset]
-        for (method, group), lines in part.groupby(["method", "group"], sort=False):
+        for i, ((method, group), lines) in enumerate(part.groupby(["method", "group"], sort=False)):
             mean = lines.groupby("epoch")[list(DIAGNOSTICS)].mean()
             label = method if part[part["method"] == method]["group"].nunique() == 1 else f"{method} ({group[:6]})"
-            rate_ax.plot(mean.index, 100 * mean["hardest_same_class"], label=label)
-            cos_ax.plot(mean.index, mean["hardest_similarity"], label=label)
+            colour = colours[i % len(colours)]
+            rate_ax.plot(mean.index, 100 * mean["hardest_same_class"], label=label, color=colour)
+            cos_ax.plot(mean.index, mean["hardest_similarity"], label=label, color=colour)
         chance = 100 * part.groupby("epoch")["chance_same_class"].mean()
         rate_ax.plot(chance.index, chance.to_numpy(), "k--", linewidth=1, label="random negative (mean)")
         rate_ax.set(title=f"{dataset}: hardest negative shares the class", xlabel="epoch", ylabel="%")

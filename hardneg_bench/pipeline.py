@@ -60,6 +60,14 @@ def pretrain_stage(cfg: RunConfig) -> tuple[dict, dict]:
     return config, label
 
 
+def random_init_stage(cfg: RunConfig) -> tuple[dict, dict]:
+    """The random-init baseline's stage config and label: keyed by the encoder architecture only,
+    so every method with the same encoder shares it."""
+    config = {"method": RANDOM_INIT, "dataset": cfg.dataset, "seed": cfg.seed, "encoder": encoder_spec(cfg, get_dataset(cfg.dataset)).to_dict()}
+    label = {"method": RANDOM_INIT, "dataset": cfg.dataset, "backbone": cfg.model.backbone, "epochs": 0, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
+    return config, label
+
+
 def probe_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
     """The config of the linear probe of the encoder ``encoder_key`` on ``dataset``."""
     augment = (cfg.probe.augment or cfg.pretrain.augment) if cfg.probe.protocol == "paper" else None
@@ -143,9 +151,7 @@ class Pipeline:
 
     def random_init_encoder(self) -> Encoder:
         cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
-        # keyed by the architecture only: every method with the same encoder shares its baseline
-        config = {"method": RANDOM_INIT, "dataset": spec.name, "seed": cfg.seed, "encoder": encoder_spec(cfg, spec).to_dict()}
-        label = {"method": RANDOM_INIT, "dataset": spec.name, "backbone": cfg.model.backbone, "epochs": 0, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
+        config, label = random_init_stage(cfg)
         record = self._stage("pretrain", config, label, lambda run_dir: save_random_init(cfg, spec, run_dir))
         return Encoder(record["key"], label)
 

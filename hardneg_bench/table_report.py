@@ -19,7 +19,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .config import ConfigError, config_key
-from .pipeline import knn_stage, pretrain_stage, probe_stage
+from .pipeline import knn_stage, pretrain_stage, probe_stage, random_init_stage
 from .published import Protocol, PublishedRecord
 from .store import atomic_write_text
 from .tables import PaperTable
@@ -46,6 +46,12 @@ class Cell:
     seeds: tuple[int, ...]
     published: PublishedRecord | None
     protocol_differences: tuple[str, ...]
+    random_init: tuple[float, ...] = ()
+    """The same metric of the randomly initialised encoder of the same architecture, per seed."""
+
+    @property
+    def random_init_mean(self) -> float | None:
+        return sum(self.random_init) / len(self.random_init) if self.random_init else None
 
     @property
     def n(self) -> int:
@@ -90,17 +96,19 @@ def table_cells(table: PaperTable, ledger: Iterable[dict], published: dict[str, 
         cfg = table.cell_config(row, dataset, overrides=overrides)
         group = pretrain_stage(cfg)[1]["group"]
         found: dict[int, float] = {}
+        baseline: dict[int, float] = {}
         for pretraining in pretrainings.get(group, []):
             seeded = replace(cfg, seed=pretraining["seed"])
-            stage_config = knn_stage(seeded, pretraining["key"], dataset) if table.metric == "knn" else probe_stage(seeded, pretraining["key"], dataset)
-            result = by_key.get(("knn" if table.metric == "knn" else "probe", config_key(stage_config)))
-            if result is not None:
-                found[pretraining["seed"]] = result["metrics"]["test_accuracy"]
+            for encoder_key, into in ((pretraining["key"], found), (config_key(random_init_stage(seeded)[0]), baseline)):
+                stage_config = knn_stage(seeded, encoder_key, dataset) if table.metric == "knn" else probe_stage(seeded, encoder_key, dataset)
+                result = by_key.get(("knn" if table.metric == "knn" else "probe", config_key(stage_config)))
+                if result is not None:
+                    into[pretraining["seed"]] = result["metrics"]["test_accuracy"]
         record_id = row.published.get(dataset)
         record = published.get(record_id) if record_id else None
         differences = tuple(record.protocol.differences(our_protocol(table, cfg))) if record is not None and record.value is not None else ()
         seeds = tuple(sorted(found))
-        cells.append(Cell(row.label, row.method, dataset, tuple(found[s] for s in seeds), seeds, record, differences))
+        cells.append(Cell(row.label, row.method, dataset, tuple(found[s] for s in seeds), seeds, record, differences, tuple(baseline[s] for s in sorted(baseline))))
     return cells
 
 
@@ -127,6 +135,7 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
                 "mean": c.mean,
                 "std": c.std,
                 "n": c.n,
+                "random_init": c.random_init_mean,
                 "published": c.published_value,
                 "delta": c.delta,
                 "protocol_differs": bool(c.protocol_differences),
@@ -185,6 +194,8 @@ def wide_layout(table: PaperTable, cells: list[Cell]) -> tuple[pd.DataFrame, lis
         for dataset in table.datasets:
             c = lookup[row.label, dataset]
             line[f"{dataset} ours"] = _ours(c)
+            if any(other.random_init for other in cells):
+                line[f"{dataset} random init"] = MISSING if c.random_init_mean is None else f"{c.random_init_mean:.2f}"
             line[f"{dataset} published"] = _published(c, numbers)
             line[f"{dataset} Δ"] = _delta(c)
         rows.append(line)
@@ -227,7 +238,8 @@ def table_markdown(table: PaperTable, cells: list[Cell], command: str) -> str:
         "",
         f"Test accuracy (%, {table.metric}); ours is mean ± sample std over seeds (n); Δ = ours − published;",
         f"{MISSING} = not run yet or not published/verified; {DIFFERENT_PROTOCOL} = the published number was measured",
-        "with a different protocol (see its footnote).",
+        "with a different protocol (see its footnote); random init = the same evaluation of the untrained",
+        "encoder of the same architecture (mean over the same seeds), the floor a method must beat.",
         "",
         tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True),
         "",
@@ -260,6 +272,9 @@ def table_chart(table: PaperTable, cells: list[Cell], path: Path) -> None:
         ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=[c.std or 0.0 for c in row_cells], label="ours", color="tab:blue", capsize=3)
         published = [c.published_value if c.published_value is not None else math.nan for c in row_cells]
         ax.bar([x + 0.2 for x in xs], published, 0.4, label="published", color="tab:orange")
+        floors = [c.random_init_mean if c.random_init_mean is not None else math.nan for c in row_cells]
+        if any(not math.isnan(f) for f in floors):
+            ax.scatter(list(xs), floors, marker="_", s=400, color="black", zorder=3, label="random init")
         ax.set_xticks(list(xs), [c.row for c in row_cells], rotation=30, ha="right", fontsize=8)
         ax.set_title(dataset)
         ax.set_ylabel(f"{table.metric} top-1 (%)")

@@ -50,6 +50,8 @@ def test_reproduce_runs_a_table_and_the_report_agrees_with_the_ledger(tmp_path):
     csv = pd.read_csv(io.StringIO(cli("report", "--table", "shapes", *QUICK, "--format", "csv", "--no-write", runs=runs).stdout))
     assert dict(zip(csv["method"], csv["mean"])) == pytest.approx(probes)
     assert set(csv["n"]) == {1}
+    floors = {round(r["metrics"]["test_accuracy"], 6) for r in records if r["stage"] == "probe" and r["method"] == "random-init"}
+    assert {round(v, 6) for v in csv["random_init"]} <= floors and len(floors) == 2  # the RGB CNN, and CMC's Lab streams
     rows = json.loads(cli("report", "--table", "shapes", *QUICK, "--format", "json", "--no-write", runs=runs).stdout)
     assert {r["method"] for r in rows} == set(probes)
     latex = cli("report", "--table", "shapes", *QUICK, "--format", "latex", "--no-write", runs=runs).stdout
