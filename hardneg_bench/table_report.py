@@ -21,10 +21,10 @@ from tabulate import tabulate
 from .config import ConfigError, config_key
 from .pipeline import knn_stage, pretrain_stage, probe_stage, random_init_stage
 from .published import Protocol, PublishedRecord
+from .report import FORMATS
 from .store import atomic_write_text
 from .tables import PaperTable
 
-FORMATS = ("table", "markdown", "csv", "latex", "json")
 MISSING = "—"
 DIFFERENT_PROTOCOL = "†"
 

@@ -8,7 +8,7 @@ points to the published record it is compared with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,3 @@ def check_table(table: PaperTable, published: dict) -> None:
         record_id = row.published.get(dataset)
         if record_id is not None and record_id not in published:
             raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: unknown published record {record_id!r}")
-
-
-def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
-    return replace(cfg, seed=seed)
