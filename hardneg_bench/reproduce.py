@@ -77,6 +77,9 @@ def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides:
                 status = "pretrained"
             images = cfg.pretrain.epochs * spec.split_sizes.get(cfg.pretrain.split, 0)
             rates = throughput.get(_throughput_key(stage_config), [])
-            seconds = images / statistics.median(rates) if rates and status == "to run" else (0.0 if status != "to run" else None)
+            if status != "to run":
+                seconds: float | None = 0.0
+            else:
+                seconds = images / statistics.median(rates) if rates else None
             runs.append(PlannedRun(row, dataset, seed, cfg, status, images, seconds, len(rates)))
     return runs
