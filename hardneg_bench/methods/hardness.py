@@ -46,9 +46,10 @@ def hardest_negatives(
     ring: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """The (4,) sums that a :class:`HardnessTally` adds up, for ``similarity`` (B, M), the cosines
-    of B anchors with M candidates whose labels are ``candidate_labels`` ((M,) or (B, M), -1 unknown); ``exclude`` (B, M) marks candidates that are
-    not negatives (the anchor itself, its positive); ``ring = (outer, inner)`` restricts the
-    negatives to the ring of :func:`hardneg_bench.losses.ring_negatives`."""
+    of B anchors with M candidates whose labels are ``candidate_labels`` ((M,) or (B, M), -1
+    unknown); ``exclude`` (B, M) marks candidates that are not negatives (the anchor itself, its
+    positive); ``ring = (outer, inner)`` restricts the negatives to the ring of
+    :func:`hardneg_bench.losses.ring_negatives`."""
     similarity = similarity.float()
     labels = candidate_labels.expand_as(similarity)
     unusable = labels < 0
