@@ -12,11 +12,14 @@ from torchvision.transforms import v2
 
 from hardneg_bench.config import AugmentConfig
 from hardneg_bench.data.augment import (
+    BRIGHTNESS,
+    CONTRAST,
+    HUE,
+    SATURATION,
+    AugmentParams,
     BatchAugment,
-    adjust_brightness,
-    adjust_contrast,
     adjust_hue,
-    adjust_saturation,
+    blend_jitter,
     blur_kernel_size,
     gaussian_blur,
     grayscale,
@@ -84,18 +87,101 @@ def images():
 
 
 @pytest.mark.parametrize(
-    "ours,theirs,factors",
+    "op,theirs,factors",
     [
-        (adjust_brightness, TF.adjust_brightness, [0.6, 0.9, 1.0, 1.2, 1.4, 0.7]),
-        (adjust_contrast, TF.adjust_contrast, [0.6, 0.9, 1.0, 1.2, 1.4, 0.7]),
-        (adjust_saturation, TF.adjust_saturation, [0.0, 0.5, 1.0, 1.3, 1.6, 0.8]),
-        (adjust_hue, TF.adjust_hue, [-0.5, -0.1, 0.0, 0.05, 0.3, 0.5]),
+        (BRIGHTNESS, TF.adjust_brightness, [0.6, 0.9, 1.0, 1.2, 1.4, 0.7]),
+        (CONTRAST, TF.adjust_contrast, [0.6, 0.9, 1.0, 1.2, 1.4, 0.7]),
+        (SATURATION, TF.adjust_saturation, [0.0, 0.5, 1.0, 1.3, 1.6, 0.8]),
+        (HUE, TF.adjust_hue, [-0.5, -0.1, 0.0, 0.05, 0.3, 0.5]),
     ],
 )
-def test_colour_ops_match_torchvision(images, ours, theirs, factors):
-    out = ours(images.clone(), torch.tensor(factors))
+def test_colour_ops_match_torchvision(images, op, theirs, factors):
+    if op == HUE:
+        out = adjust_hue(images.clone(), torch.tensor(factors))
+    else:
+        out = blend_jitter(images.clone(), torch.full((len(factors),), op), torch.tensor(factors))
     for image, factor, got in zip(images, factors, out):
         assert torch.allclose(got, theirs(image, factor), atol=1e-5)
+
+
+def test_mixed_blend_ops_in_one_batch(images):
+    ops = torch.tensor([BRIGHTNESS, CONTRAST, SATURATION, BRIGHTNESS, CONTRAST, SATURATION])
+    factors = torch.tensor([0.7, 1.3, 0.2, 1.0, 1.0, 1.0])
+    out = blend_jitter(images.clone(), ops, factors)
+    functions = {BRIGHTNESS: TF.adjust_brightness, CONTRAST: TF.adjust_contrast, SATURATION: TF.adjust_saturation}
+    for image, op, factor, got in zip(images, ops.tolist(), factors.tolist(), out):
+        assert torch.allclose(got, functions[op](image, factor), atol=1e-6)
+    assert torch.equal(out[3:], images[3:])  # factor 1 is exactly the identity
+
+
+def _reference_apply(image: torch.Tensor, params: AugmentParams, i: int, crop_size: int, kernel_size: int) -> torch.Tensor:
+    """One image through torchvision's functional ops with the batch's drawn parameters."""
+    top, left, h, w = params.crop[i].long().tolist()
+    x = TF.resized_crop(image, top, left, h, w, [crop_size, crop_size], antialias=False)
+    if params.flip[i]:
+        x = TF.horizontal_flip(x)
+    if params.jitter[i]:
+        functions = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+        for op in params.jitter_order[i].tolist():
+            x = functions[op](x, params.jitter_factors[i, op].item())
+    if params.gray[i]:
+        x = TF.rgb_to_grayscale(x, num_output_channels=3)
+    sigma = params.blur_sigma[i].item()
+    if sigma > 0:
+        x = TF.gaussian_blur(x, [kernel_size, kernel_size], [sigma, sigma])
+    return TF.normalize(x, list(MEAN), list(STD))
+
+
+def test_whole_batch_matches_torchvision_per_image():
+    """Every image of a batch, with the parameters drawn for it, equals torchvision's ops applied
+    to it alone in the drawn order (full-image crops, so no border sampling differs)."""
+    torch.manual_seed(8)
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_p=0.8, grayscale_p=0.2, blur_p=0.5)
+    augment = BatchAugment(cfg, MEAN, STD, 16)
+    params = augment.sample_params(64, 16, 16, torch.Generator().manual_seed(9))
+    assert params.jitter.any() and (~params.jitter).any() and params.gray.any() and (params.blur_sigma > 0).any()
+    out = augment.apply(images, params)
+    for i, image in enumerate(images):
+        expected = _reference_apply(image.float() / 255, params, i, 16, augment.kernel_size)
+        assert torch.allclose(out[i], expected, atol=1e-4), i
+
+
+def _ramps() -> torch.Tensor:
+    # a red ramp across, a green ramp down, blue diagonally: crops move the channel means and
+    # the spread
+    ramp = torch.linspace(20, 235, 32)
+    return torch.stack([ramp.expand(32, 32), ramp.view(32, 1).expand(32, 32), (ramp + ramp.view(32, 1)).expand(32, 32) / 2]).round().to(torch.uint8)
+
+
+def _orange() -> torch.Tensor:
+    # one colour: crops change nothing, so every colour op shows in the channel means
+    return torch.tensor([200, 120, 40], dtype=torch.uint8).view(3, 1, 1).expand(3, 32, 32).contiguous()
+
+
+@pytest.mark.parametrize("make_image", [_ramps, _orange])
+def test_output_statistics_match_the_pil_pipeline(make_image):
+    """The whole pipeline, end to end: per-view statistics of one image's views from the batched
+    augmentation and from torchvision's per-image PIL pipeline come from the same distributions
+    (defaults: crop, flip, jitter 0.4/0.4/0.4/0.1 at p 0.8, grayscale 0.2; blur at p 0.5)."""
+    draws = 4000
+    image = make_image()
+    cfg = AugmentConfig(blur_p=0.5)
+    ours = BatchAugment(cfg, MEAN, STD, 32)(image.expand(draws, -1, -1, -1), torch.Generator().manual_seed(11))
+    transform = reference_transform(cfg, MEAN, STD, 32)
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    theirs = torch.stack([transform(pil) for _ in range(draws)])
+    limit = 1.95 * math.sqrt(2 / draws)  # the 0.1% critical value of the KS test
+    # Integer crop boxes make the statistics discrete, and the PIL path rounds to uint8 after each
+    # op: the same noise (width 0.05 in normalised units) smooths both samples so
+    # that those rounding-sized shifts of the atoms do not count as a different distribution.
+    noise = np.random.default_rng(12).uniform(-0.025, 0.025, (2, draws))
+    for name, statistic in {
+        "mean": lambda v: v.mean(dim=(1, 2, 3)),
+        "spread": lambda v: v.std(dim=(1, 2, 3)),
+        **{f"channel {c}": (lambda v, c=c: v[:, c].mean(dim=(1, 2))) for c in range(3)},
+    }.items():
+        assert ks_statistic(statistic(ours).numpy() + noise[0], statistic(theirs).numpy() + noise[1]) < limit, name
 
 
 def test_grayscale_and_blur_match_torchvision(images):

@@ -86,25 +86,19 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
-def _per_image(factor: torch.Tensor) -> torch.Tensor:
-    return factor.view(-1, 1, 1, 1)
+BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
+"""Indices of the colour-jitter ops in ``AugmentParams.jitter_factors`` and ``jitter_order``."""
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    f = _per_image(factor)
+def blend_jitter(x: torch.Tensor, op: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast or saturation (``op`` per image) with one ``factor`` per image: each is
+    torchvision's blend ``factor * x + (1 - factor) * other``, clamped to [0, 1], where ``other`` is
+    black, the image's mean grey or its grey image. A factor of 1 leaves the image unchanged."""
+    gray = grayscale(x)
+    op = op.view(-1, 1, 1, 1)
+    other = torch.where(op == BRIGHTNESS, torch.zeros_like(gray), torch.where(op == CONTRAST, gray.mean(dim=(1, 2, 3), keepdim=True), gray))
+    f = factor.view(-1, 1, 1, 1)
     return (f * x + (1 - f) * other).clamp(0, 1)
-
-
-def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (x * _per_image(factor)).clamp(0, 1)
-
-
-def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, grayscale(x), factor)
 
 
 def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +138,22 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], 1))
 
 
-JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+def colour_jitter(x: torch.Tensor, applied: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """ColorJitter where ``applied``, with per-image ``factors`` (N, 4) and op ``order`` (N, 4), on
+    the whole batch with no data-dependent shapes (so no host synchronisation on a GPU): each
+    image's blend ops before its hue shift in its drawn order, the hue shift, then the rest. A
+    blend a position does not use gets factor 1, which is exactly the identity."""
+    hue_position = (order == HUE).long().argmax(1)
+    for before_hue, positions in ((True, range(3)), (False, range(1, 4))):
+        for position in positions:
+            op = order[:, position]
+            side = position < hue_position if before_hue else position > hue_position
+            active = applied & (op != HUE) & side
+            factor = factors.gather(1, op.clamp(max=SATURATION).view(-1, 1)).squeeze(1)
+            x = blend_jitter(x, op, torch.where(active, factor, torch.ones_like(factor)))
+        if before_hue:
+            x = torch.where(applied.view(-1, 1, 1, 1), adjust_hue(x, factors[:, HUE]), x)
+    return x
 
 
 def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
@@ -175,7 +184,7 @@ class AugmentParams:
     flip: torch.Tensor  # (N,) bool
     jitter: torch.Tensor  # (N,) bool: colour jitter applied
     jitter_factors: torch.Tensor  # (N, 4): brightness, contrast, saturation factors; hue shift
-    jitter_order: torch.Tensor  # (N, 4) long: a permutation of the four ops
+    jitter_order: torch.Tensor  # (N, 4) long: a permutation of BRIGHTNESS, CONTRAST, SATURATION, HUE
     gray: torch.Tensor  # (N,) bool
     blur_sigma: torch.Tensor  # (N,) float, 0 where no blur is applied
 
@@ -258,11 +267,7 @@ class BatchAugment:
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         x = self.resized_crop(images.float() / 255, params.crop, params.flip)
-        for position in range(4):
-            for op_index, op in enumerate(JITTER_OPS):
-                chosen = (params.jitter & (params.jitter_order[:, position] == op_index)).nonzero().squeeze(1)
-                if chosen.numel():
-                    x[chosen] = op(x[chosen], params.jitter_factors[chosen, op_index])
+        x = colour_jitter(x, params.jitter, params.jitter_factors, params.jitter_order)
         x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
         if self.cfg.blur_p > 0:
             x = gaussian_blur(x, self.kernel_size, params.blur_sigma)
