@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hardneg_bench.losses import moco
-from hardneg_bench.methods import Batch, get_method
+from hardneg_bench.methods import METHODS, Batch, get_method
 from hardneg_bench.methods.memory_bank import MemoryBank
 from hardneg_bench.methods.mochi import MoCHiParams
 from hardneg_bench.methods.ring_fractions import RingFractions
@@ -168,3 +168,32 @@ def test_bad_method_parameters_name_the_key():
     with pytest.raises(ConfigError, match="inner"):
         get_method("ring").params(inner=1.0)
     assert math.isclose(get_method("ring").params().temperature, 0.07)
+
+
+SMALL = {  # parameters that fit a batch of 4 and a queue of 64
+    "moco-v2": dict(queue_size=64),
+    "mochi": dict(queue_size=64, n_hard=16, n_mix=8, n_mix_query=4, warmup_epochs=0),
+    "ring": dict(queue_size=64),
+    "sscl": dict(n_hard=4, n_synthetic=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_objective_runs_in_float32_under_bf16_autocast(name, monkeypatch):
+    """The encoders run in bf16; every objective sees float32 embeddings with autocast off, so its
+    similarities and log-sum-exps are float32 (the loss it returns is float32)."""
+    torch.manual_seed(0)
+    method = make_method(name, dataset_size=32, **SMALL.get(name, {})).train()
+    seen = {}
+    original = method.objective
+
+    def recording(*args):
+        seen["dtypes"] = {a.dtype for a in args if torch.is_tensor(a) and a.is_floating_point()}
+        seen["autocast"] = torch.is_autocast_enabled("cpu")
+        return original(*args)
+
+    monkeypatch.setattr(method, "objective", recording)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = method.loss(batch())
+    assert seen == {"dtypes": {torch.float32}, "autocast": False}
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)

@@ -9,6 +9,7 @@ method by name.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -73,6 +74,14 @@ class Method(nn.Module):
         """(outer, inner) in force this epoch for the Ring methods, whose parameters have them."""
         p = self.params
         return (p.outer_at(self.epoch), p.inner) if hasattr(p, "outer_at") else None
+
+
+@contextlib.contextmanager
+def float32_objective(like: torch.Tensor):
+    """The scope of an objective: autocast off, so that a loss given float32 embeddings computes
+    its similarities, exponentials and logs in float32 while the encoders run in bf16."""
+    with torch.autocast(like.device.type, enabled=False):
+        yield
 
 
 def out_features(projector: nn.Module) -> int:

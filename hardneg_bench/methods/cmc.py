@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..losses import cmc
-from .base import Batch, Method, out_features
+from .base import Batch, Method, float32_objective, out_features
 from .memory_bank import BankParams, MemoryBank
 from .registry import register
 
@@ -51,7 +51,8 @@ class CMC(Method):
     def loss(self, batch: Batch) -> torch.Tensor:
         features_l, features_ab = self.backbone.streams(batch.view1)
         z_l, z_ab = self.projector[0](features_l), self.projector[1](features_ab)
-        loss = self.objective(z_l, z_ab, batch.indices, self.bank_l.entries, self.bank_ab.entries)
+        with float32_objective(z_l):
+            loss = self.objective(z_l.float(), z_ab.float(), batch.indices, self.bank_l.entries, self.bank_ab.entries)
         self.bank_l.stage(batch.indices, z_l, batch.labels)
         self.bank_ab.stage(batch.indices, z_ab, batch.labels)
         return loss

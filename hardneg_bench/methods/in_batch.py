@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Method
+from .base import Batch, Method, float32_objective
 from .hardness import hardest_negatives
 
 
@@ -21,7 +21,8 @@ class InBatchMethod(Method):
         # as in the HCL/DCL code (net(pos_1), net(pos_2)).
         z1, z2 = self.embed(batch.view1), self.embed(batch.view2)
         self._embeddings = (z1.detach(), z2.detach())
-        return self.objective(z1, z2)
+        with float32_objective(z1):
+            return self.objective(z1.float(), z2.float())
 
     def hardness(self, batch: Batch) -> torch.Tensor:
         """Among the 2B - 2 in-batch negatives of each view (SSCL's synthetic ones are not counted)."""

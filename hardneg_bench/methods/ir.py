@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..losses import ir
-from .base import Batch, Method, out_features
+from .base import Batch, Method, float32_objective, out_features
 from .memory_bank import BankParams, MemoryBank
 from .registry import register
 
@@ -40,7 +40,8 @@ class IR(Method):
 
     def loss(self, batch: Batch) -> torch.Tensor:
         z = self.embed(batch.view1)
-        loss = self.objective(z, batch.indices, self.bank.entries)
+        with float32_objective(z):
+            loss = self.objective(z.float(), batch.indices, self.bank.entries)
         self.bank.stage(batch.indices, z, batch.labels)
         return loss
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
-from .base import Batch, Method, out_features
+from .base import Batch, Method, float32_objective, out_features
 from .hardness import hardest_negatives
 
 
@@ -72,7 +72,8 @@ class MomentumQueueMethod(Method):
             raise ValueError(f"queue_size {self.queue.shape[0]} is smaller than the batch of {batch.view1.shape[0]}")
         k = self.keys(batch.view2)
         q = self.embed(batch.view1)
-        loss = self.objective(q, k, self.queue)
+        with float32_objective(q):
+            loss = self.objective(q.float(), k, self.queue)
         self._query = q.detach()
         self._new_keys = (k, batch.labels)
         return loss
