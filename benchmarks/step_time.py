@@ -20,8 +20,8 @@ import torch
 
 from hardneg_bench.data.registry import get_dataset
 from hardneg_bench.engine.batches import channels_last
-from hardneg_bench.engine.optim import build_optimizer
-from hardneg_bench.engine.pretrain import build_method
+from hardneg_bench.engine.runtime import Runtime
+from hardneg_bench.engine.trainer import Trainer
 from hardneg_bench.methods import Batch
 from hardneg_bench.recipes import resolve_config
 
@@ -35,9 +35,9 @@ class Stepper:
         cfg = resolve_config(method, dataset, flags={"model": {"backbone": backbone}, "pretrain": {"batch_size": batch_size}})
         spec = get_dataset(dataset)
         torch.manual_seed(0)
-        self.model = build_method(cfg, spec, dataset_size=max(size, batch_size)).to(device, memory_format=torch.channels_last).train()
+        self.trainer = Trainer.build(cfg, spec, max(size, batch_size), steps_per_epoch=1, runtime=Runtime(device))
+        self.model = self.trainer.model.train()
         self.model.on_epoch_start(10**6)  # past any warm-up: the method's full objective
-        self.optimizer = build_optimizer(self.model, cfg.pretrain.optimizer)
         self.diagnostics, self.device = diagnostics, device
         image_size = cfg.pretrain.augment.crop_size or spec.image_size
         views = [channels_last(torch.randn(batch_size, 3, image_size, image_size, device=device)) for _ in range(2)]
@@ -48,13 +48,7 @@ class Stepper:
         times = []
         for _ in range(steps):
             started = time.perf_counter()
-            loss = self.model.loss(self.batch)
-            if self.diagnostics:
-                self.model.hardness(self.batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.model.after_optimizer_step()
+            self.trainer.step(self.batch, self.model.hardness if self.diagnostics else None)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - started)

@@ -26,7 +26,8 @@ from .data.base import DatasetSpec, ImageSet
 from .data.registry import get_dataset
 from .engine.batches import on_device
 from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
-from .engine.pretrain import ENCODER, encoder_spec, load_encoder, pretrain, save_random_init
+from .engine.pretrain import ENCODER, load_encoder, pretrain, save_random_init
+from .engine.trainer import encoder_spec
 from .engine.runtime import Runtime
 from .store import RunStore
 

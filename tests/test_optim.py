@@ -57,6 +57,17 @@ def test_lars_step_matches_its_definition():
     assert torch.allclose(weight.detach(), before_w - 0.5 * trust * update, atol=1e-6)
     # biases and BatchNorm parameters: plain SGD, no decay, no trust ratio
     assert torch.allclose(bias.detach(), before_b - 0.5 * grad_b, atol=1e-6)
+    assert torch.equal(weight.grad, grad_w)  # the gradients themselves are left as they were
+    # second step: momentum buffer = 0.9 * first update + this update
+    first_w, first_b = trust * update, grad_b
+    w1, b1 = weight.detach().clone(), bias.detach().clone()
+    optimizer.zero_grad()
+    model(torch.randn(8, 4)).pow(2).sum().backward()
+    update2 = weight.grad + 1e-2 * w1
+    trust2 = 0.001 * w1.norm() / update2.norm()
+    optimizer.step()
+    assert torch.allclose(weight.detach(), w1 - 0.5 * (0.9 * first_w + trust2 * update2), atol=1e-6)
+    assert torch.allclose(bias.detach(), b1 - 0.5 * (0.9 * first_b + bias.grad), atol=1e-6)
 
 
 def test_adam_and_sgd_decay_every_parameter():

@@ -15,7 +15,7 @@ Order of the ops (both paths): crop + resize, horizontal flip, colour jitter (pr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -188,6 +188,9 @@ class AugmentParams:
     gray: torch.Tensor  # (N,) bool
     blur_sigma: torch.Tensor  # (N,) float, 0 where no blur is applied
 
+    def rows(self, rows: slice) -> "AugmentParams":
+        return AugmentParams(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator, device) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=generator, device=device)
@@ -274,6 +277,11 @@ class BatchAugment:
         mean, std = _channel_stats(self.mean, self.std, x)
         return (x - mean) / std
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Normalised float32 (N, 3, crop_size, crop_size) views of uint8 ``images``."""
-        return self.apply(images, self.sample_params(images.shape[0], images.shape[-2], images.shape[-1], generator))
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, share: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        """Normalised float32 (N, 3, crop_size, crop_size) views of uint8 ``images``. With
+        ``share = (r, n)`` the images are rows r, r + n, ... of a batch n times larger: the
+        parameters are drawn for that whole batch and this share's rows used, so n processes
+        augment exactly as one process would."""
+        rank, processes = share
+        params = self.sample_params(images.shape[0] * processes, images.shape[-2], images.shape[-1], generator)
+        return self.apply(images, params.rows(slice(rank, None, processes)))

@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .. import distributed
 from ..config import AugmentConfig
 from ..data.augment import BatchAugment, eval_transform, normalize_batch, reference_transform
 from ..data.base import DatasetSpec, ImageSet, ImageTensorSet
@@ -25,10 +26,11 @@ def steps_per_epoch(size: int, batch_size: int, drop_last: bool) -> int:
     return size // batch_size if drop_last else -(-size // batch_size)
 
 
-def _index_batches(size: int, batch_size: int, drop_last: bool, generator: torch.Generator | None) -> list[torch.Tensor]:
+def _index_batches(size: int, batch_size: int, drop_last: bool, generator: torch.Generator | None, device: torch.device) -> list[torch.Tensor]:
+    """The epoch's batches of indices, on ``device`` (one copy per epoch, none per step)."""
     order = torch.randperm(size, generator=generator) if generator is not None else torch.arange(size)
     usable = (size // batch_size) * batch_size if drop_last else size
-    return list(order[:usable].split(batch_size))
+    return list(order[:usable].to(device).split(batch_size))
 
 
 class _TransformedImages(Dataset):
@@ -45,13 +47,22 @@ class _TransformedImages(Dataset):
         return (*(self.transform(image) for _ in range(self.views)), index, self.data.labels[index])
 
 
-def _loader(data: ImageSet, transform: Callable, views: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int, num_workers: int) -> DataLoader:
-    # The loader's generator fixes both the order and each worker's seed (so its augmentations).
+Share = tuple[int, int]
+"""(r, n): this process loads rows r, r + n, ... of every batch (:mod:`hardneg_bench.distributed`)."""
+WHOLE: Share = (0, 1)
+
+
+def _rows(idx: torch.Tensor, share: Share) -> torch.Tensor:
+    return idx[share[0] :: share[1]]
+
+
+def _loader(data: ImageSet, transform: Callable, views: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int, num_workers: int, share: Share = WHOLE) -> DataLoader:
+    """Batches in the epoch's order (``shuffle``: drawn from ``seed``), this process's rows of
+    each; the generator also fixes each worker's seed (so its augmentations)."""
+    order = _index_batches(len(data), batch_size, drop_last, torch.Generator().manual_seed(seed) if shuffle else None, torch.device("cpu"))
     return DataLoader(
         _TransformedImages(data, transform, views),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
+        batch_sampler=[_rows(idx, share).tolist() for idx in order],
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
@@ -81,28 +92,33 @@ def channels_last(images: torch.Tensor) -> torch.Tensor:
 
 
 def _augmented(
-    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int, drop_last: bool
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int, drop_last: bool, share: Share
 ) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]]:
-    """One shuffled epoch of (``views`` augmented copies of the batch, indices, labels)."""
+    """One shuffled epoch of (``views`` augmented copies of this process's rows of the batch, the
+    whole batch's indices and labels)."""
     size = crop_size_of(augment, spec)
     if isinstance(data, DeviceImages):
         batch_augment = BatchAugment(augment, spec.mean, spec.std, size)
         generator = torch.Generator(device=data.device).manual_seed(seed)
-        for idx in _index_batches(len(data), batch_size, drop_last, torch.Generator().manual_seed(seed)):
-            idx = idx.to(data.device)
-            images = data.images[idx]
-            yield [channels_last(batch_augment(images, generator)) for _ in range(views)], idx, data.labels[idx]
+        for idx in _index_batches(len(data), batch_size, drop_last, torch.Generator().manual_seed(seed), data.device):
+            images = data.images[_rows(idx, share)]
+            yield [channels_last(batch_augment(images, generator, share)) for _ in range(views)], idx, data.labels[idx]
         return
     transform = reference_transform(augment, spec.mean, spec.std, size)
-    for *images, idx, labels in _loader(data, transform, views, batch_size, True, drop_last, seed, num_workers):
-        yield [channels_last(view.to(device, non_blocking=True)) for view in images], idx.to(device), labels.to(device)
+    for *images, idx, labels in _loader(data, transform, views, batch_size, True, drop_last, seed, num_workers, share):
+        idx, labels = idx.to(device), labels.to(device)
+        if share != WHOLE:
+            idx, labels = distributed.gather(idx), distributed.gather(labels)
+        yield [channels_last(view.to(device, non_blocking=True)) for view in images], idx, labels
 
 
 def pretraining_batches(
     data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int
 ) -> Iterator[Batch]:
-    """One epoch of pretraining batches of one or two views (last incomplete batch dropped)."""
-    for images, idx, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views=views, drop_last=True):
+    """One epoch of pretraining batches of one or two views (last incomplete batch dropped); with
+    several processes, each process's rows of the global batch."""
+    share = (distributed.rank(), distributed.world_size())
+    for images, idx, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views, True, share):
         yield Batch(images[0], images[1] if views == 2 else None, idx, labels)
 
 
@@ -110,7 +126,7 @@ def augmented_batches(
     data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (augmented images, labels), shuffled, every image once."""
-    for (images,), _, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views=1, drop_last=False):
+    for (images,), _, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, 1, False, WHOLE):
         yield images, labels
 
 
@@ -120,8 +136,7 @@ def eval_batches(
     """Every image once, in order, un-augmented: in-memory sets resized only when ``image_size``
     asks for it; folders resized to size/0.875 and centre-cropped (224 by default)."""
     if isinstance(data, DeviceImages):
-        for idx in _index_batches(len(data), batch_size, False, None):
-            idx = idx.to(data.device)
+        for idx in _index_batches(len(data), batch_size, False, None, data.device):
             yield channels_last(normalize_batch(data.images[idx], spec.mean, spec.std, image_size)), data.labels[idx]
         return
     transform = eval_transform(spec.mean, spec.std, image_size or 224)

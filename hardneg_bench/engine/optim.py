@@ -4,8 +4,6 @@ with linear warm-up)."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
-
 import torch
 from torch import nn
 
@@ -24,25 +22,19 @@ class LARS(torch.optim.Optimizer):
     def step(self, closure=None):
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if group["lars"]:
-                    grad = grad.add(p, alpha=group["weight_decay"])
-                    param_norm, grad_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
-                    trust = torch.where(
-                        (param_norm > 0) & (grad_norm > 0),
-                        group["trust_coefficient"] * param_norm / grad_norm,
-                        torch.ones_like(param_norm),
-                    )
-                    grad = grad.mul(trust)
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = grad.clone()
-                else:
-                    buf.mul_(group["momentum"]).add_(grad)
-                p.add_(buf, alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if group["lars"]:  # multi-tensor ops: a handful of kernels for the whole model
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                param_norms, grad_norms = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(grads))
+                trust = torch.where((param_norms > 0) & (grad_norms > 0), group["trust_coefficient"] * param_norms / grad_norms, torch.ones_like(param_norms))
+                torch._foreach_mul_(grads, list(trust.unbind()))
+            buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]  # first step: buffer = grad
+            torch._foreach_mul_(buffers, group["momentum"])
+            torch._foreach_add_(buffers, grads)
+            torch._foreach_add_(params, buffers, alpha=-group["lr"])
         return loss
 
 
@@ -57,12 +49,14 @@ def _split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Paramete
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     """The configured optimizer over ``model``'s trainable parameters. SGD and Adam decay every
-    parameter, as the papers' code does; LARS excludes biases and BatchNorm."""
-    params: Iterable = [p for p in model.parameters() if p.requires_grad]
+    parameter, as the papers' code does; LARS excludes biases and BatchNorm. On a GPU, SGD and Adam
+    use PyTorch's fused kernels."""
+    params: list = [p for p in model.parameters() if p.requires_grad]
+    fused = bool(params) and params[0].is_cuda  # one kernel per step for the whole model on a GPU
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, fused=fused)
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     weights, others = _split_decay(model)
     groups = [{"params": weights}, {"params": others, "lars": False, "weight_decay": 0.0}]
     return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, trust_coefficient=cfg.lars_trust_coefficient)

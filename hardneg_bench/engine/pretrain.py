@@ -16,16 +16,17 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..config import RunConfig
 from ..data.base import DatasetSpec, ImageSet
-from ..methods import Method, get_method
+from ..methods import Batch
 from ..methods.hardness import DIAGNOSTICS, HardnessTally
-from ..models import EncoderSpec, build_encoder, projection_head
+from ..models import EncoderSpec, build_encoder
 from ..store import atomic_torch_save, atomic_write_text
-from .batches import crop_size_of, on_device, pretraining_batches, steps_per_epoch
-from .optim import build_optimizer, build_schedule
+from .batches import on_device, pretraining_batches, steps_per_epoch
 from .progress import training_progress
-from .runtime import Runtime, autocast, autocast_dtype, derive_seed, device_name, rng_state, seed_everything, set_rng_state
+from .runtime import Runtime, derive_seed, device_name, rng_state, seed_everything, set_rng_state
+from .trainer import Trainer, encoder_spec
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER = "encoder.pt"
@@ -34,29 +35,6 @@ METRICS = "metrics.csv"
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def encoder_spec(cfg: RunConfig, spec: DatasetSpec) -> EncoderSpec:
-    """The architecture of the encoder ``cfg`` pretrains (CMC's when its method asks for it)."""
-    return EncoderSpec(
-        backbone=cfg.model.backbone,
-        stem=cfg.model.stem,
-        image_size=crop_size_of(cfg.pretrain.augment, spec),
-        width=cfg.model.width,
-        lab_split=get_method(cfg.method).cls.lab_split,
-        input_mean=tuple(spec.mean),
-        input_std=tuple(spec.std),
-    )
-
-
-def build_method(cfg: RunConfig, spec: DatasetSpec, dataset_size: int) -> Method:
-    m = cfg.model
-    backbone = build_encoder(encoder_spec(cfg, spec), m.bn_splits)
-
-    def make_projector(in_dim: int) -> torch.nn.Module:
-        return projection_head(in_dim, m.projector_hidden_dim or in_dim, m.projector_out_dim, m.projector_batchnorm, m.projector_layers)
-
-    return get_method(cfg.method).cls(backbone, make_projector, cfg.method_params, dataset_size)
 
 
 def encoder_record(cfg: RunConfig, spec: DatasetSpec, backbone: torch.nn.Module) -> dict:
@@ -99,32 +77,28 @@ def _tensorboard(run_dir: Path):
 
 def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, runtime: Runtime) -> dict:
     """Train ``cfg.method`` on ``data`` (resuming from ``run_dir``'s checkpoint if there is one);
-    write ``encoder.pt`` and ``metrics.csv``; return the stage's metrics."""
+    write ``encoder.pt`` and ``metrics.csv``; return the stage's metrics. With several processes
+    each trains on its share of every batch and only process 0 writes."""
     device, p = runtime.device, cfg.pretrain
-    seed_everything(derive_seed(cfg.seed, "init"))
-    model = build_method(cfg, spec, len(data)).to(device, memory_format=torch.channels_last)
+    distributed.check_batch(p.batch_size)
     steps = steps_per_epoch(len(data), p.batch_size, drop_last=True)
     if steps == 0:
         raise ValueError(f"batch size {p.batch_size} is larger than the {len(data)} pretraining images of {spec.name}")
-    optimizer = build_optimizer(model, p.optimizer)
-    schedule = build_schedule(optimizer, p.schedule, steps, p.epochs)
-    amp_dtype = autocast_dtype(p.precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    seed_everything(derive_seed(cfg.seed, "init"))
+    trainer = Trainer.build(cfg, spec, len(data), steps, runtime)
+    model, main = trainer.model, distributed.is_main()
 
     start_epoch, history = 0, []
     checkpoint_path = run_dir / CHECKPOINT
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
+        trainer.load_state_dict(state)
         set_rng_state(state["rng"])
         start_epoch, history = state["epoch"], state["history"]
 
     images = on_device(data, device)
-    writer = _tensorboard(run_dir)
-    with training_progress(runtime.show_progress) as progress:
+    writer = _tensorboard(run_dir) if main else None
+    with training_progress(runtime.show_progress and main) as progress:
         task = progress.add_task(f"{cfg.method}/{spec.name}", total=steps * p.epochs, completed=steps * start_epoch, epoch=f"{start_epoch}/{p.epochs}", loss="-", ips="-")
         for epoch in range(start_epoch, p.epochs):
             model.train()
@@ -135,46 +109,43 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             torch.manual_seed(seed)
             model.on_epoch_start(epoch)
             for step, batch in enumerate(pretraining_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers, model.views)):
-                with autocast(amp_dtype, device):
-                    loss = model.loss(batch)
-                if p.diagnostics_every and step % p.diagnostics_every == 0:
+                diagnose = p.diagnostics_every and step % p.diagnostics_every == 0
+
+                def tally(batch: Batch) -> None:
                     sums = model.hardness(batch)
                     if sums is not None:
                         hardness.add(sums)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                model.after_optimizer_step()
-                loss_sum += loss.detach()
+
+                loss = trainer.step(batch, tally if diagnose else None)
+                loss_sum += loss
                 progress.update(task, advance=1, epoch=f"{epoch + 1}/{p.epochs}")
-                if step % 20 == 0 or step == steps - 1:  # the only host syncs inside an epoch
+                if runtime.show_progress and main and (step % 20 == 0 or step == steps - 1):  # the only host syncs in an epoch
                     elapsed = time.perf_counter() - started
                     progress.update(task, loss=f"{loss.item():.4f}", ips=f"{(step + 1) * p.batch_size / elapsed:,.0f}")
             mean_loss = (loss_sum / steps).item()
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} of {cfg.method} on {spec.name}")
             seconds = time.perf_counter() - started
-            history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds, **hardness.summary()})
+            history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": trainer.optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds, **hardness.summary()})
+            if not main:
+                continue
             _write_metrics(run_dir, history)
             if writer is not None:
                 for name, value in history[-1].items():
                     if name not in ("epoch", "steps"):
                         writer.add_scalar(f"pretrain/{name}", value, epoch + 1)
             if (epoch + 1) % p.checkpoint_every == 0 or epoch + 1 == p.epochs:
-                atomic_torch_save(
-                    {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(), "history": history},
-                    checkpoint_path,
-                )
+                atomic_torch_save({"epoch": epoch + 1, **trainer.state_dict(), "rng": rng_state(), "history": history}, checkpoint_path)
     if writer is not None:
         writer.close()
-    atomic_torch_save(encoder_record(cfg, spec, model.backbone), run_dir / ENCODER)
+    if main:
+        atomic_torch_save(encoder_record(cfg, spec, model.backbone), run_dir / ENCODER)
     return {
         "final_loss": history[-1]["loss"],
         "epochs_trained": p.epochs,
         "images_per_s": sum(h["images_per_s"] * h["seconds"] for h in history) / sum(h["seconds"] for h in history),
         "train_seconds": sum(h["seconds"] for h in history),
         "device": device_name(device),
+        "processes": distributed.world_size(),
         "diagnostics": [{k: h[k] for k in ("epoch", *DIAGNOSTICS) if k in h} for h in history if DIAGNOSTICS[0] in h],
     }

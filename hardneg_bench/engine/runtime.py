@@ -18,6 +18,8 @@ class Runtime:
     device: torch.device
     num_workers: int = 4
     show_progress: bool = True
+    compile: bool = False
+    """torch.compile the method's encoders and heads (same results, faster steps once compiled)."""
 
 
 def resolve_device(name: str) -> torch.device:

@@ -23,7 +23,12 @@ MakeProjector = Callable[[int], nn.Module]
 @dataclass
 class Batch:
     """Augmented views of B images (``view2`` is None for one-view methods), the images' dataset
-    indices and labels (-1 where unlabelled)."""
+    indices and labels (-1 where unlabelled).
+
+    With several processes (:mod:`hardneg_bench.distributed`) the views are this process's rows
+    of the global batch and ``indices`` and ``labels`` are the whole batch's: a method embeds its
+    views, :func:`~hardneg_bench.distributed.gather` s the embeddings and computes its objective
+    on the whole batch."""
 
     view1: torch.Tensor
     view2: torch.Tensor | None
@@ -56,6 +61,10 @@ class Method(nn.Module):
 
     def loss(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """The loss: what DistributedDataParallel calls."""
+        return self.loss(batch)
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before each epoch (0-based); warm-ups and annealing schedules read ``self.epoch``."""

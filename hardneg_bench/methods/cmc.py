@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..losses import cmc
+from ..distributed import gather
 from .base import Batch, Method, float32_objective, out_features
 from .memory_bank import BankParams, MemoryBank
 from .registry import register
@@ -50,7 +51,7 @@ class CMC(Method):
 
     def loss(self, batch: Batch) -> torch.Tensor:
         features_l, features_ab = self.backbone.streams(batch.view1)
-        z_l, z_ab = self.projector[0](features_l), self.projector[1](features_ab)
+        z_l, z_ab = gather(self.projector[0](features_l)), gather(self.projector[1](features_ab))
         with float32_objective(z_l):
             loss = self.objective(z_l.float(), z_ab.float(), batch.indices, self.bank_l.entries, self.bank_ab.entries)
         self.bank_l.stage(batch.indices, z_l, batch.labels)

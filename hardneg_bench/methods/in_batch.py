@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..distributed import gather
 from .base import Batch, Method, float32_objective
 from .hardness import hardest_negatives
 
@@ -19,7 +20,7 @@ class InBatchMethod(Method):
     def loss(self, batch: Batch) -> torch.Tensor:
         # The two views go through the network separately, so BatchNorm statistics are per view,
         # as in the HCL/DCL code (net(pos_1), net(pos_2)).
-        z1, z2 = self.embed(batch.view1), self.embed(batch.view2)
+        z1, z2 = gather(self.embed(batch.view1)), gather(self.embed(batch.view2))
         self._embeddings = (z1.detach(), z2.detach())
         with float32_objective(z1):
             return self.objective(z1.float(), z2.float())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..losses import ir
+from ..distributed import gather
 from .base import Batch, Method, float32_objective, out_features
 from .memory_bank import BankParams, MemoryBank
 from .registry import register
@@ -39,7 +40,7 @@ class IR(Method):
         return ir(z, indices, bank, self.params.temperature, self.params.n_negatives)
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        z = self.embed(batch.view1)
+        z = gather(self.embed(batch.view1))
         with float32_objective(z):
             loss = self.objective(z.float(), batch.indices, self.bank.entries)
         self.bank.stage(batch.indices, z, batch.labels)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import require
+from ..distributed import gather, shard
 from .base import Batch, Method, float32_objective, out_features
 from .hardness import hardest_negatives
 
@@ -61,17 +62,19 @@ class MomentumQueueMethod(Method):
 
     @torch.no_grad()
     def keys(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised keys, computed on a shuffled batch so that split BatchNorm groups other images
-        than the query encoder's, then put back in order."""
+        """Normalised keys of the whole batch, computed on the shuffled batch so that (split or
+        per-process) BatchNorm groups other images than the query encoder's, then put back in
+        order: shuffle-BN, across processes when there are several."""
+        images = gather(images)
         order = torch.randperm(images.shape[0], device=images.device)
-        keys = self.key_projector(self.key_backbone(images[order]))
-        return F.normalize(keys.float(), dim=1)[order.argsort()]
+        keys = self.key_projector(self.key_backbone(shard(images[order])))
+        return gather(F.normalize(keys.float(), dim=1))[order.argsort()]
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        if batch.view1.shape[0] > self.queue.shape[0]:
-            raise ValueError(f"queue_size {self.queue.shape[0]} is smaller than the batch of {batch.view1.shape[0]}")
+        if batch.indices.shape[0] > self.queue.shape[0]:
+            raise ValueError(f"queue_size {self.queue.shape[0]} is smaller than the batch of {batch.indices.shape[0]}")
         k = self.keys(batch.view2)
-        q = self.embed(batch.view1)
+        q = gather(self.embed(batch.view1))
         with float32_objective(q):
             loss = self.objective(q.float(), k, self.queue)
         self._query = q.detach()

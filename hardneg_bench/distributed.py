@@ -1,0 +1,122 @@
+"""Several processes on ``torchrun``: one global batch shared among them, every method's objective
+on the whole batch, DistributedDataParallel averaging the gradients.
+
+How a run with N processes computes what one process computes with the same global batch B:
+
+* Every process draws the same epoch permutation and the same augmentation parameters for the
+  whole batch; process r takes the rows r, r + N, r + 2N, ... (:func:`shard`), so its BatchNorm
+  groups are exactly those of split BatchNorm with ``model.bn_splits`` groups (``bn_splits`` is a
+  property of the global batch; each process uses ``bn_splits / N``).
+* A batch's indices and labels are the global batch's on every process; the views are the
+  process's rows. A method embeds its rows and :func:`gather` s the embeddings back into the
+  global batch's order, with gradients: every process then computes the method's objective on
+  the whole batch (all 2B - 2 in-batch negatives; the same queue and memory-bank updates on every
+  process, so they stay identical). The gather's backward sums the N processes' gradients, and
+  DDP's mean over processes brings the gradient back to that of the one global loss.
+* MoCo's keys are computed with shuffle-BN across processes: the key views are gathered, shuffled
+  with the same permutation one process would draw, sharded, encoded and gathered back.
+* BatchNorm over the whole batch (``bn_splits: 1``) and the heads' BatchNorm1d become
+  SyncBatchNorm; PyTorch runs SyncBatchNorm on GPUs only.
+* Only process 0 writes the run store (:func:`is_main`); every process reads it to resume.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+from torch import nn
+
+from .config import ConfigError
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    """True in the process that writes results (the only one without torchrun)."""
+    return rank() == 0
+
+
+def launched() -> bool:
+    """True when torchrun (or Slurm via torchrun) started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group torchrun describes in the environment (NCCL on GPUs, Gloo on CPUs)
+    and return this process's device: ``cuda:LOCAL_RANK`` on GPUs. Without torchrun: ``device``."""
+    if not launched() or dist.is_initialized():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def shard(rows: torch.Tensor) -> torch.Tensor:
+    """This process's rows of a global batch: r, r + N, r + 2N, ..."""
+    return rows[rank() :: world_size()]
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of ``x`` in the global batch's order; gradients flow back to each
+    process's own rows (summed over the processes that used them)."""
+    n = world_size()
+    if n == 1:
+        return x
+    return torch.stack(dist_nn.all_gather(x.contiguous()), dim=1).flatten(0, 1)
+
+
+def check_batch(batch_size: int) -> None:
+    if batch_size % world_size():
+        raise ConfigError(f"pretrain.batch_size {batch_size} cannot be shared equally among {world_size()} processes")
+
+
+def local_bn_splits(bn_splits: int) -> int:
+    """BatchNorm groups inside one process for ``bn_splits`` groups over the global batch."""
+    n = world_size()
+    if n == 1 or bn_splits == 1:
+        return bn_splits
+    if bn_splits % n:
+        raise ConfigError(f"model.bn_splits {bn_splits} cannot be shared among {n} processes: use 1 (SyncBatchNorm) or a multiple of {n}")
+    return bn_splits // n
+
+
+def _synced(module: nn.Module, convert: type) -> nn.Module:
+    for name, child in module.named_children():
+        if isinstance(child, convert):
+            setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        else:
+            _synced(child, convert)
+    return module
+
+
+def prepare(model: nn.Module, device: torch.device, bn_splits: int) -> nn.Module:
+    """With several processes: the BatchNorm layers that normalise over the whole batch become
+    SyncBatchNorm (all of them when ``bn_splits`` is 1, else the heads' BatchNorm1d)."""
+    if world_size() == 1:
+        return model
+    convert = nn.modules.batchnorm._BatchNorm if bn_splits == 1 else nn.BatchNorm1d
+    if any(isinstance(m, convert) for m in model.modules()):
+        if device.type != "cuda":
+            raise ConfigError("BatchNorm over the whole batch (model.bn_splits 1, or BatchNorm in the projector) needs SyncBatchNorm, which PyTorch runs on GPUs only")
+        _synced(model, convert)
+    return model
+
+
+def wrap(model: nn.Module, device: torch.device):
+    """``model`` itself, or DistributedDataParallel around it with several processes. Buffers
+    are not broadcast: queues and banks stay identical by construction, and broadcasting a
+    memory bank every step would cost more than the step."""
+    if world_size() == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
