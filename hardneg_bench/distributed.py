@@ -23,10 +23,10 @@ How a run with N processes computes what one process computes with the same glob
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 from .config import ConfigError
@@ -67,13 +67,41 @@ def shard(rows: torch.Tensor) -> torch.Tensor:
     return rows[rank() :: world_size()]
 
 
+class _GatherRows(torch.autograd.Function):
+    """All processes' rows in the global order; backward: the gradients every process computed
+    for all rows, summed, and this process's rows of that sum."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.stack(parts, dim=1).flatten(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return shard(grad)
+
+
 def gather(x: torch.Tensor) -> torch.Tensor:
     """Every process's rows of ``x`` in the global batch's order; gradients flow back to each
     process's own rows (summed over the processes that used them)."""
+    return x if world_size() == 1 else _GatherRows.apply(x)
+
+
+def average_running_stats(model: nn.Module) -> None:
+    """Each process's BatchNorm running statistics come from its own rows; their mean over the
+    processes is what one process with split BatchNorm keeps (the running averages are linear).
+    Called by every process before process 0 saves."""
     n = world_size()
     if n == 1:
-        return x
-    return torch.stack(dist_nn.all_gather(x.contiguous()), dim=1).flatten(0, 1)
+        return
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+            for stat in (module.running_mean, module.running_var):
+                dist.all_reduce(stat)
+                stat.div_(n)
 
 
 def check_batch(batch_size: int) -> None:
@@ -119,4 +147,6 @@ def wrap(model: nn.Module, device: torch.device):
     memory bank every step would cost more than the step."""
     if world_size() == 1:
         return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)
+    with warnings.catch_warnings():  # its replacement, forward_sync_buffers, is not in older PyTorch
+        warnings.simplefilter("ignore", FutureWarning)
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False)

@@ -126,6 +126,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} of {cfg.method} on {spec.name}")
             seconds = time.perf_counter() - started
+            distributed.average_running_stats(model)
             history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": trainer.optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds, **hardness.summary()})
             if not main:
                 continue
