@@ -33,6 +33,18 @@ def fail(message: str, code: int = 2) -> None:
 
 
 RunsDir = typer.Option(None, "--runs-dir", help=f"Run store (default: ${RUNS_ENV} or ~/.cache/hardneg-bench/runs).", show_default=False)
+Device = typer.Option("auto", help="auto, cpu, cuda or cuda:N (under torchrun: each process's cuda:LOCAL_RANK).")
+Workers = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets).")
+Progress = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar.")
+Compile = typer.Option(False, "--compile/--no-compile", help="torch.compile the encoders and heads (compiled once, at the first step).")
+
+
+def _runtime(device: str, workers: int, progress: bool, compile_: bool):
+    """Where the command runs; under torchrun this process joins the process group first."""
+    from . import distributed
+    from .engine.runtime import Runtime, resolve_device
+
+    return Runtime(distributed.init_from_env(resolve_device(device)), num_workers=workers, show_progress=progress, compile=compile_)
 
 
 @app.command()
@@ -43,19 +55,21 @@ def run(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size)."),
     backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (seed)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = Device,
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False),
     runs_dir: Optional[Path] = RunsDir,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set pretrain.optimizer.lr=0.1 (repeatable)."),
     download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
-    workers: int = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar."),
+    workers: int = Workers,
+    progress: bool = Progress,
+    compile_: bool = Compile,
 ) -> None:
-    """Pretrain METHOD on DATASET, then linear probe, kNN and transfer; cached stages are skipped."""
+    """Pretrain METHOD on DATASET, then linear probe, kNN and transfer; cached stages are skipped.
+    Under torchrun every process pretrains on its share of each batch and process 0 evaluates."""
+    from . import distributed
     from .data.base import DatasetMissingError
     from .engine.pretrain import TrainingDiverged
-    from .engine.runtime import Runtime, resolve_device
     from .pipeline import Pipeline
     from .recipes import cli_flags, resolve_config
     from .report import render, results_frame
@@ -63,7 +77,7 @@ def run(
 
     try:
         cfg = resolve_config(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_)
-        runtime = Runtime(resolve_device(device), num_workers=workers, show_progress=progress)
+        runtime = _runtime(device, workers, progress, compile_)
         root = (data_root or default_data_root()).expanduser()
         if data_root is not None and not root.is_dir():
             fail(f"--data-root {root} is not a folder")
@@ -72,7 +86,8 @@ def run(
         fail(str(err))
     except TrainingDiverged as err:
         fail(str(err), code=1)
-    console.print(render(results_frame(records), "table"))
+    if distributed.is_main():
+        console.print(render(results_frame(records), "table"))
 
 
 PublishedFile = typer.Option(None, "--published", help="YAML file of published numbers merged over the built-in ones (by id).", show_default=False)
@@ -196,20 +211,22 @@ def reproduce(
     table: str = typer.Argument(..., help="Experiment table (hardneg-bench list experiments)."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds per cell (0 .. N-1)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (cached or not, estimated cost) and run nothing."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = Device,
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False),
     runs_dir: Optional[Path] = RunsDir,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key in every row (repeatable)."),
     published: Optional[Path] = PublishedFile,
     results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where the table's markdown and PNG are written."),
     download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
-    workers: int = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar."),
+    workers: int = Workers,
+    progress: bool = Progress,
+    compile_: bool = Compile,
 ) -> None:
     """Run every row of a paper table (cached stages are skipped), then report it beside the published numbers."""
+    from . import distributed
     from .data.base import DatasetMissingError
     from .engine.pretrain import TrainingDiverged
-    from .engine.runtime import Runtime, device_name, resolve_device
+    from .engine.runtime import device_name
     from .pipeline import Pipeline
     from .reproduce import plan
     from .store import RunStore
@@ -221,7 +238,8 @@ def reproduce(
         paper_table = load_table(table)
         numbers = _published(published)
         check_table(paper_table, numbers)
-        torch_device = resolve_device(device)
+        runtime = _runtime(device, workers, progress, compile_)
+        torch_device = runtime.device
         planned = plan(paper_table, seeds, store, device_name(torch_device), set_)
     except ConfigError as err:
         fail(str(err))
@@ -237,7 +255,6 @@ def reproduce(
                       + (f"; {unknown} without one (no comparable pretraining on this device in the ledger)" if unknown else ""))
         return
     root = (data_root or default_data_root()).expanduser()
-    runtime = Runtime(torch_device, num_workers=workers, show_progress=progress)
     for p in planned:
         if p.status == "cached":
             continue
@@ -248,6 +265,8 @@ def reproduce(
             fail(str(err))
         except TrainingDiverged as err:
             fail(str(err), code=1)
+    if not distributed.is_main():
+        return
     cells = table_cells(paper_table, store.ledger(), numbers, set_)
     _emit(render_table(paper_table, cells, "table"))
     for path in write_results(paper_table, cells, results_dir, _reproduce_command(paper_table.name, seeds, set_)):
@@ -303,4 +322,9 @@ def list_(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        from . import distributed
+
+        distributed.shutdown()

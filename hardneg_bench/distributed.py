@@ -62,6 +62,12 @@ def init_from_env(device: torch.device) -> torch.device:
     return device
 
 
+def shutdown() -> None:
+    """Leave the process group (at the end of a torchrun command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def shard(rows: torch.Tensor) -> torch.Tensor:
     """This process's rows of a global batch: r, r + N, r + 2N, ..."""
     return rows[rank() :: world_size()]

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torchvision
 
-from . import __version__
+from . import __version__, distributed
 from .config import RunConfig, config_key, to_dict
 from .data.base import DatasetSpec, ImageSet
 from .data.registry import get_dataset
@@ -124,7 +124,8 @@ class Pipeline:
         for spec, split in needs:
             self.data(spec, split)
         run_dir = self.store.stage_dir(stage, key)
-        self.store.write_config(stage, key, config)
+        if distributed.is_main():
+            self.store.write_config(stage, key, config)
         started = time.perf_counter()
         metrics = compute(run_dir)
         record = {
@@ -138,7 +139,8 @@ class Pipeline:
             "config": config,
             "environment": environment(),
         }
-        self.store.finish(record)
+        if distributed.is_main():
+            self.store.finish(record)
         self.records.append(record)
         return record
 
@@ -203,8 +205,12 @@ class Pipeline:
             self.linear_probe("transfer", encoder, target)
 
     def run(self) -> list[dict]:
-        """Walk the chain; return the records of every stage of this run (cached or new)."""
-        self.evaluate(self.pretrained_encoder())
+        """Walk the chain; return the records of every stage of this run (cached or new). With
+        several processes all of them pretrain, and process 0 alone evaluates."""
+        encoder = self.pretrained_encoder()
+        if not distributed.is_main():
+            return self.records
+        self.evaluate(encoder)
         if self.cfg.random_init_baseline:
             self.evaluate(self.random_init_encoder())
         return self.records

@@ -4,7 +4,10 @@ writes the run store."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +145,19 @@ def test_launched_reads_torchrun_environment(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert not distributed.launched() and distributed.init_from_env(torch.device("cpu")) == torch.device("cpu")
     assert not dist.is_initialized() and os.environ["WORLD_SIZE"] == "1"
+
+
+def test_torchrun_runs_the_command_with_two_processes(tmp_path):
+    """`torchrun --nproc_per_node=2 -m hardneg_bench run ...`: both processes pretrain, process 0
+    alone evaluates and writes; the ledger holds each stage once."""
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "hardneg_bench", "run", "--method", "simclr", "--dataset", "shapes", "--device", "cpu",
+               "--runs-dir", str(runs), "--no-progress", "--set", "pretrain.epochs=1", "--set", "model.bn_splits=2", "--set", "model.projector_batchnorm=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in (runs / "ledger.jsonl").read_text().splitlines()]
+    stages = sorted((r["stage"], r["method"]) for r in records)
+    assert stages == sorted({(r["stage"], r["method"]) for r in records}) and len(stages) == 8  # pretrain, probe, knn, transfer; simclr and random-init
+    pretrained = next(r for r in records if r["stage"] == "pretrain" and r["method"] == "simclr")
+    assert pretrained["metrics"]["processes"] == 2 and done.stdout.count("random-init") == 1
