@@ -90,6 +90,73 @@ def run(
         console.print(render(results_frame(records), "table"))
 
 
+@app.command()
+def bench(
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Method name (hardneg-bench list methods)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name: its recipe, image size and split sizes."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size)."),
+    backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Timed steps per measurement."),
+    warmup: int = typer.Option(5, "--warmup", min=1, help="Untimed steps first (compilation, cuDNN autotuning, workers starting)."),
+    device: str = Device,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set pretrain.precision=fp32 (repeatable)."),
+    real_data: bool = typer.Option(False, "--real-data", help="Time on the dataset's files in the data root instead of random images of its shape."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder for --real-data.", show_default=False),
+    reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the per-image PIL DataLoader pipeline."),
+    probe_images: int = typer.Option(0, "--probe-images", min=0, help="Also time the fast linear probe on this many training images (CIFAR-10: 50000)."),
+    peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops", help="The device's peak TFLOP/s for the model FLOP utilisation (known: H100, H200, A100 in bf16)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
+    workers: int = Workers,
+    compile_: bool = Compile,
+) -> None:
+    """Time training steps: images/s of the full pipeline, of the model alone on a batch already on
+    the device (the ceiling) and of the reference PIL DataLoader pipeline, their ratios, and the
+    model FLOP utilisation."""
+    import json
+
+    from .bench import bench as run_bench
+    from .data.base import DatasetMissingError
+    from .data.registry import get_dataset
+    from .recipes import cli_flags, resolve_config
+    from .store import atomic_write_text
+
+    try:
+        cfg = resolve_config(method, dataset, config, cli_flags(None, batch_size, backbone, None), set_)
+        runtime = _runtime(device, workers, False, compile_)
+        spec = get_dataset(cfg.dataset)
+        data = spec.load(cfg.pretrain.split, (data_root or default_data_root()).expanduser(), False) if real_data else None
+        figures = run_bench(cfg, spec, runtime, steps, warmup, data, reference, probe_images, peak_tflops)
+    except (ConfigError, DatasetMissingError, ValueError) as err:
+        fail(str(err))
+    console.print(_bench_table(figures))
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(figures, indent=1) + "\n")
+        console.print(f"wrote {json_path}")
+
+
+def _bench_table(f: dict) -> Table:
+    title = f"{f['method']} on {f['dataset']} ({f['data']} images, {f['crop_size']} px), {f['backbone']}, batch {f['batch_size']}, {f['precision']}{', compiled' if f['compile'] else ''}: {f['device']}"
+    table = Table("pipeline", "images/s", "ms / step", "waiting for data", "full / this", title=title)
+    full = f["full"]["images_per_s"]
+    for name, label in (("full", "full (data on the device, batched augmentation)"), ("model_only", "model only (one batch, already augmented)"), ("reference", f"reference (PIL, {f.get('reference', {}).get('workers')} workers)")):
+        if name in f:
+            r = f[name]
+            table.add_row(label, f"{r['images_per_s']:,.0f}", f"{r['step_ms']:.1f}", f"{100 * r['data_wait_fraction']:.1f}%", f"{full / r['images_per_s']:.2f}x")
+    mfu = "n/a (give --peak-tflops)" if f["mfu"] is None else f"{100 * f['mfu']:.1f}% of {f['peak_tflops']:g} TFLOP/s"
+    table.caption = " · ".join(
+        part
+        for part in (
+            f"{f['flops_per_image'] / 1e9:.2f} GFLOP per image, {f['achieved_tflops']:.3f} TFLOP/s, MFU {mfu}",
+            f"augmentation {f['augment_ms_per_step']:.1f} ms per step" if f["augment_ms_per_step"] is not None else "",
+            f"epoch of {f['pretrain_images']:,} images: {f['epoch_seconds']:.1f} s" if f["epoch_seconds"] else "",
+            f"fast probe ({f['probe_images'][0]:,} + {f['probe_images'][1]:,} images): {f['probe_seconds']:.1f} s" if "probe_seconds" in f else "",
+        )
+        if part
+    )
+    return table
+
+
 PublishedFile = typer.Option(None, "--published", help="YAML file of published numbers merged over the built-in ones (by id).", show_default=False)
 
 

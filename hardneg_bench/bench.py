@@ -1,0 +1,202 @@
+"""``hardneg-bench bench``: where the time of a training step goes.
+
+In one run, with the same method, model, batch and precision, it times the training step
+(:meth:`Trainer.step`) fed three ways:
+
+* ``full``: the training loop's own batches: uint8 images held on the device and augmented there
+  in whole batches (image folders: the DataLoader the loop uses);
+* ``model_only``: one batch augmented once and reused: the ceiling, no data work at all;
+* ``reference``: torchvision's per-image PIL pipeline in DataLoader workers, as the papers'
+  official code feeds its model;
+
+times the batched augmentation alone, counts the FLOPs of one step (forward, backward and the
+objective, :class:`torch.utils.flop_counter.FlopCounterMode`) for the model FLOP utilisation, and
+optionally times the fast linear probe (features once, then the classifier).
+
+The images are random uint8 tensors of the dataset's shape (throughput does not depend on the
+pixels; no download needed) unless ``real_data`` is given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Iterator
+
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import distributed
+from .config import RunConfig
+from .data.augment import BatchAugment
+from .data.base import DatasetSpec, ImageSet, ImageTensorSet
+from .engine.batches import crop_size_of, on_device, pretraining_batches
+from .engine.evaluate import extract_features, fast_linear_probe
+from .engine.runtime import Runtime, autocast, device_name
+from .engine.trainer import Trainer
+from .methods import Batch
+
+# Dense (no sparsity) bf16/fp16 tensor-core peaks from NVIDIA's data sheets (H100 Tensor Core
+# GPU data sheet: SXM 989.4 TFLOPS, PCIe 756 TFLOPS; H200 data sheet: 989 TFLOPS; A100 data
+# sheet: 312 TFLOPS). The first name that occurs in the device's name is used.
+BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.0), ("A100", 312.0))
+
+
+def peak_tflops(device: torch.device, amp_dtype: torch.dtype | None) -> float | None:
+    """The device's published dense peak for the step's precision, where known (bf16/fp16 on the
+    GPUs above); None otherwise (give ``--peak-tflops``)."""
+    if device.type != "cuda" or amp_dtype is None:
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for model, peak in BF16_PEAK_TFLOPS if model in name), None)
+
+
+def synthetic_images(spec: DatasetSpec, count: int, seed: int = 0) -> ImageTensorSet:
+    """``count`` random uint8 images of the dataset's side length, with random labels."""
+    generator = torch.Generator().manual_seed(seed)
+    size = spec.image_size
+    return ImageTensorSet(
+        torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator),
+        torch.randint(0, spec.num_classes, (count,), generator=generator),
+    )
+
+
+class PILImages:
+    """An in-memory split served image by image as PIL images, as torchvision's CIFAR and STL-10
+    datasets serve them to the official codes' DataLoaders."""
+
+    def __init__(self, data: ImageTensorSet) -> None:
+        self.data, self.labels = data, data.labels
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def image(self, index: int) -> Image.Image:
+        return Image.fromarray(self.data.images[index].permute(1, 2, 0).numpy())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(trainer: Trainer, batches: Iterator[Batch], batch_size: int, warmup: int, steps: int) -> dict:
+    """Images/s and milliseconds per step over ``steps`` steps after ``warmup``; the share of the
+    wall time the host spent waiting for the next batch."""
+    for _ in range(warmup):
+        trainer.step(next(batches))
+    _sync(trainer.device)
+    waited, started = 0.0, time.perf_counter()
+    for _ in range(steps):
+        asked = time.perf_counter()
+        batch = next(batches)
+        waited += time.perf_counter() - asked
+        trainer.step(batch)
+    _sync(trainer.device)
+    seconds = time.perf_counter() - started
+    return {"images_per_s": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps, "data_wait_fraction": waited / seconds}
+
+
+def step_flops(trainer: Trainer, batch: Batch) -> int:
+    """FLOPs of one step's loss and backward pass (the optimizer's elementwise work not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        with autocast(trainer.amp_dtype, trainer.device):
+            loss = trainer.forward(batch)
+        loss.backward()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def time_augment(cfg: RunConfig, spec: DatasetSpec, images: torch.Tensor, views: int, steps: int) -> float:
+    """Milliseconds to augment ``views`` views of one batch of uint8 ``images`` on their device."""
+    augment = BatchAugment(cfg.pretrain.augment, spec.mean, spec.std, crop_size_of(cfg.pretrain.augment, spec))
+    generator = torch.Generator(device=images.device).manual_seed(0)
+    augment(images, generator)
+    _sync(images.device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        for _ in range(views):
+            augment(images, generator)
+    _sync(images.device)
+    return 1000 * (time.perf_counter() - started) / steps
+
+
+def time_probe(cfg: RunConfig, spec: DatasetSpec, trainer: Trainer, train: ImageTensorSet, test: ImageTensorSet, runtime: Runtime) -> float:
+    """Seconds of the fast linear probe of the trained encoder: features of both splits computed
+    once on the device, then the classifier (``cfg.probe``)."""
+    encoder = trainer.model.backbone
+    _sync(runtime.device)
+    started = time.perf_counter()
+    features = [extract_features(encoder, on_device(split, runtime.device), spec, cfg.probe.image_size, runtime) for split in (train, test)]
+    fast_linear_probe(*features, spec.num_classes, cfg.probe, cfg.seed)
+    _sync(runtime.device)
+    return time.perf_counter() - started
+
+
+def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmup: int, data: ImageSet | None = None, reference: bool = True, probe_images: int = 0, peak: float | None = None) -> dict:
+    """Every figure of one bench run (see the module docstring) as a JSON-ready dict;
+    ``probe_images`` > 0 also times the fast probe on that many training images (and test images
+    in the dataset's proportion)."""
+    p, device = cfg.pretrain, runtime.device
+    distributed.check_batch(p.batch_size)
+    count = p.batch_size * (warmup + steps)
+    images = data if data is not None else synthetic_images(spec, count)
+    if len(images) < count:
+        raise ValueError(f"{warmup + steps} steps of {p.batch_size} need {count} images; {spec.name} has {len(images)}")
+    pretrain_images = spec.split_sizes.get(p.split)
+    bank_size = max(len(images), pretrain_images or 0)  # memory banks (and ring searches over them) at their real size
+    trainer = Trainer.build(cfg, spec, bank_size, steps_per_epoch=warmup + steps, runtime=runtime)
+    views = trainer.model.views
+
+    def epoch(source) -> Iterator[Batch]:
+        return pretraining_batches(source, p.augment, spec, p.batch_size, device, 0, runtime.num_workers, views)
+
+    device_images = on_device(images, device)
+    first = next(epoch(device_images))
+    eager = Trainer.build(cfg, spec, bank_size, 1, Runtime(device)) if runtime.compile else trainer
+    flops = step_flops(eager, first) / p.batch_size
+    results = {
+        "full": time_steps(trainer, epoch(device_images), p.batch_size, warmup, steps),
+        "model_only": time_steps(trainer, itertools.repeat(first), p.batch_size, warmup, steps),
+    }
+    if reference:
+        pil = PILImages(images) if isinstance(images, ImageTensorSet) else images
+        results["reference"] = {**time_steps(trainer, epoch(pil), p.batch_size, min(warmup, 1), steps), "workers": runtime.num_workers}
+    full = results["full"]["images_per_s"]
+    ratios = {"full_over_model_only": full / results["model_only"]["images_per_s"]}
+    if reference:
+        ratios["full_over_reference"] = full / results["reference"]["images_per_s"]
+    peak = peak if peak is not None else peak_tflops(device, trainer.amp_dtype)
+    achieved = flops * full / 1e12
+    out = {
+        "method": cfg.method,
+        "dataset": spec.name,
+        "data": "real" if data is not None else "synthetic",
+        "backbone": cfg.model.backbone,
+        "crop_size": crop_size_of(p.augment, spec),
+        "batch_size": p.batch_size,
+        "precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
+        "compile": runtime.compile,
+        "device": device_name(device),
+        "processes": distributed.world_size(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "steps": steps,
+        "warmup": warmup,
+        **results,
+        "augment_ms_per_step": time_augment(cfg, spec, device_images.images[: p.batch_size], views, steps) if hasattr(device_images, "images") else None,
+        "ratios": ratios,
+        "flops_per_image": flops,
+        "achieved_tflops": achieved,
+        "peak_tflops": peak,
+        "mfu": achieved / peak if peak else None,
+        "epoch_seconds": pretrain_images / full if pretrain_images else None,
+        "pretrain_images": pretrain_images,
+    }
+    if probe_images:
+        sizes = spec.split_sizes
+        test_images = max(1, round(probe_images * sizes["test"] / sizes["train"])) if "test" in sizes and "train" in sizes else probe_images
+        out["probe_images"] = [probe_images, test_images]
+        out["probe_seconds"] = time_probe(cfg, spec, trainer, synthetic_images(spec, probe_images, 1), synthetic_images(spec, test_images, 2), runtime)
+    return out

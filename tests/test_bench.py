@@ -1,0 +1,80 @@
+"""`hardneg-bench bench`: the figures it prints and writes are what it measured, consistent with
+each other, and its FLOP count agrees with an independent count of the model's forward pass."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hardneg_bench.bench import bench, synthetic_images
+from hardneg_bench.data.registry import get_dataset
+from hardneg_bench.engine.runtime import Runtime
+from hardneg_bench.engine.trainer import build_method
+from hardneg_bench.recipes import resolve_config
+
+from cli_runner import cli, files_under
+
+CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)
+SMALL = ["model.backbone=tiny", "pretrain.batch_size=16", "pretrain.precision=fp32"]
+
+
+def forward_flops_per_view(cfg) -> float:
+    """FLOPs of one image's embedding (backbone and projector), counted on the bare model."""
+    spec = get_dataset(cfg.dataset)
+    model = build_method(cfg, spec, 64).eval()
+    with FlopCounterMode(display=False) as counter:
+        model.embed(torch.zeros(4, 3, spec.image_size, spec.image_size))
+    return counter.get_total_flops() / 4
+
+
+def test_bench_command_prints_and_writes_consistent_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    done = cli("bench", "--method", "simclr", "--dataset", "shapes", "--device", "cpu", "--workers", "0", "--steps", "2", "--warmup", "1", "--probe-images", "64",
+               "--peak-tflops", "0.5", "--json", str(out), *(a for s in SMALL for a in ("--set", s)), runs=tmp_path / "runs")
+    assert done.returncode == 0, done.stderr
+    for label in ("full (data on the device", "model only", "reference (PIL, 0 workers)", "GFLOP per image", "MFU"):
+        assert label in done.stdout
+    f = json.loads(out.read_text())
+    sizes = get_dataset("shapes").split_sizes
+    assert f["probe_images"] == [64, round(64 * sizes["test"] / sizes["train"])]
+    assert (f["method"], f["dataset"], f["data"], f["batch_size"], f["precision"], f["device"].startswith("cpu")) == ("simclr", "shapes", "synthetic", 16, "fp32", True)
+    full, model_only, reference = (f[k]["images_per_s"] for k in ("full", "model_only", "reference"))
+    assert f["ratios"] == pytest.approx({"full_over_model_only": full / model_only, "full_over_reference": full / reference})
+    for timing in (f["full"], f["model_only"], f["reference"]):
+        assert timing["step_ms"] == pytest.approx(1000 * 16 / timing["images_per_s"]) and 0 <= timing["data_wait_fraction"] < 1
+    assert f["achieved_tflops"] == pytest.approx(f["flops_per_image"] * full / 1e12) and f["mfu"] == pytest.approx(f["achieved_tflops"] / 0.5)
+    assert f["epoch_seconds"] == pytest.approx(5000 / full) and f["probe_seconds"] > 0 and f["augment_ms_per_step"] > 0
+    # two views, forward and backward: between 2x and 3x each view's forward FLOPs (the first
+    # layer computes no input gradient; the objective adds a little)
+    per_view = forward_flops_per_view(resolve_config("simclr", "shapes", overrides=SMALL))
+    assert 2 * 2 * per_view <= f["flops_per_image"] <= 2 * 3 * per_view * 1.05
+
+
+@pytest.mark.parametrize("method,negatives", [("moco-v2", "queue_size"), ("ir", "n_negatives")])
+def test_bench_times_queue_and_bank_methods(method, negatives):
+    cfg = resolve_config(method, "shapes", overrides=SMALL)
+    f = bench(cfg, get_dataset("shapes"), CPU, steps=2, warmup=1, reference=False)
+    assert "reference" not in f and set(f["ratios"]) == {"full_over_model_only"} and f["mfu"] is None
+    per_view = forward_flops_per_view(cfg)
+    # the query view forward and backward (2-3x its forward); MoCo's key view forward only; the
+    # objective: each anchor's dot products with its K + 1 candidates, forward and backward
+    encoders = (2 * per_view, 3 * per_view) if method == "ir" else (3 * per_view, 4 * per_view)
+    objective = 4 * cfg.model.projector_out_dim * (getattr(cfg.method_params, negatives) + 1)
+    assert encoders[0] + objective * 0.95 <= f["flops_per_image"] <= (encoders[1] + objective) * 1.05
+
+
+def test_bench_on_real_data_that_is_missing_fails_in_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "bench.json"
+    done = cli("bench", "--method", "simclr", "--dataset", "cifar10", "--real-data", "--device", "cpu", "--json", str(out), runs=tmp_path / "runs", data=tmp_path / "data")
+    assert done.returncode == 2 and "cifar10" in done.stderr.lower() and len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists() and files_under(tmp_path) == set()
+
+
+def test_synthetic_images_have_the_dataset_shape():
+    spec = get_dataset("shapes")
+    data = synthetic_images(spec, 5)
+    assert data.images.shape == (5, 3, spec.image_size, spec.image_size) and data.images.dtype == torch.uint8
+    assert int(data.labels.max()) < spec.num_classes
