@@ -151,7 +151,7 @@ def test_torchrun_runs_the_command_with_two_processes(tmp_path):
     """`torchrun --nproc_per_node=2 -m hardneg_bench run ...`: both processes pretrain, process 0
     alone evaluates and writes; the ledger holds each stage once."""
     runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "hardneg_bench", "run", "--method", "simclr", "--dataset", "shapes", "--device", "cpu",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hardneg_bench", "run", "--method", "simclr", "--dataset", "shapes", "--device", "cpu",
                "--runs-dir", str(runs), "--no-progress", "--set", "pretrain.epochs=1", "--set", "model.bn_splits=2", "--set", "model.projector_batchnorm=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
