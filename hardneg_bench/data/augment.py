@@ -62,8 +62,12 @@ def eval_transform(mean, std, image_size: int) -> v2.Compose:
     )
 
 
-def _channel_stats(mean, std, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.tensor(mean, device=like.device).view(1, 3, 1, 1), torch.tensor(std, device=like.device).view(1, 3, 1, 1))
+def _normalize_(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """In place, channel by channel with Python numbers: no constant tensor is copied to the
+    device (a host-to-device copy would make the host wait for the GPU)."""
+    for c in range(3):
+        x[:, c].sub_(mean[c]).div_(std[c])
+    return x
 
 
 def normalize_batch(images: torch.Tensor, mean, std, size: int | None) -> torch.Tensor:
@@ -72,8 +76,7 @@ def normalize_batch(images: torch.Tensor, mean, std, size: int | None) -> torch.
     x = images.float() / 255
     if size is not None and (size, size) != tuple(x.shape[-2:]):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    m, s = _channel_stats(mean, std, x)
-    return (x - m) / s
+    return _normalize_(x, mean, std)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,9 +84,9 @@ def normalize_batch(images: torch.Tensor, mean, std, size: int | None) -> torch.
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) luma with torchvision's weights."""
-    w = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    """(N, 1, H, W) luma with torchvision's weights (and its formula)."""
+    wr, wg, wb = GRAY_WEIGHTS
+    return wr * x[:, 0:1] + wg * x[:, 1:2] + wb * x[:, 2:3]
 
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
@@ -218,7 +221,7 @@ def sample_crops(n: int, height: int, width: int, scale, ratio, generator: torch
         fw, fh = round(height * ratio[1]), height
     else:
         fw, fh = width, height
-    fallback = torch.tensor([(height - fh) // 2, (width - fw) // 2, fh, fw], device=device, dtype=w.dtype)
+    fallback = torch.stack([torch.full_like(w, v) for v in ((height - fh) // 2, (width - fw) // 2, fh, fw)], 1)
     boxes = torch.stack([top, left, h, w], 1)
     return torch.where(found.unsqueeze(1), boxes, fallback)
 
@@ -274,8 +277,7 @@ class BatchAugment:
         x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
         if self.cfg.blur_p > 0:
             x = gaussian_blur(x, self.kernel_size, params.blur_sigma)
-        mean, std = _channel_stats(self.mean, self.std, x)
-        return (x - mean) / std
+        return _normalize_(x, self.mean, self.std)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, share: tuple[int, int] = (0, 1)) -> torch.Tensor:
         """Normalised float32 (N, 3, crop_size, crop_size) views of uint8 ``images``. With
