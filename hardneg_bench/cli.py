@@ -39,6 +39,37 @@ Progress = typer.Option(True, "--progress/--no-progress", help="Show the live pr
 Compile = typer.Option(False, "--compile/--no-compile", help="torch.compile the encoders and heads (compiled once, at the first step).")
 
 
+def _guarded(work):
+    """``work()``, with every way a run can end early turned into one line and its exit code:
+    bad input 2, a diverged loss, an unwritable store or a stage busy in another process 1, a
+    signal 128 + its number (after the checkpoint is saved)."""
+    from .data.base import DatasetMissingError
+    from .engine.preemption import Interrupted
+    from .engine.pretrain import TrainingDiverged
+    from .store import StageBusy, StoreError
+
+    try:
+        return work()
+    except (ConfigError, DatasetMissingError) as err:
+        fail(str(err))
+    except (TrainingDiverged, StoreError, StageBusy) as err:
+        fail(str(err), code=1)
+    except Interrupted as err:
+        fail(str(err), code=err.exit_code)
+
+
+def _data_root(data_root: Optional[Path]) -> Path:
+    """--data-root (checked: a readable folder), else the default."""
+    if data_root is None:
+        return default_data_root().expanduser()
+    root = data_root.expanduser()
+    if not root.is_dir():
+        fail(f"--data-root {root} is not a folder")
+    if not os.access(root, os.R_OK | os.X_OK):
+        fail(f"--data-root {root} cannot be read (permission denied)")
+    return root
+
+
 def _runtime(device: str, workers: int, progress: bool, compile_: bool):
     """Where the command runs; under torchrun this process joins the process group first."""
     from . import distributed
@@ -68,24 +99,15 @@ def run(
     """Pretrain METHOD on DATASET, then linear probe, kNN and transfer; cached stages are skipped.
     Under torchrun every process pretrains on its share of each batch and process 0 evaluates."""
     from . import distributed
-    from .data.base import DatasetMissingError
-    from .engine.pretrain import TrainingDiverged
     from .pipeline import Pipeline
     from .recipes import cli_flags, resolve_config
     from .report import render, results_frame
     from .store import RunStore
 
-    try:
-        cfg = resolve_config(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_)
-        runtime = _runtime(device, workers, progress, compile_)
-        root = (data_root or default_data_root()).expanduser()
-        if data_root is not None and not root.is_dir():
-            fail(f"--data-root {root} is not a folder")
-        records = Pipeline(cfg, RunStore(runs_dir or default_runs_dir()), runtime, root, download).run()
-    except (ConfigError, DatasetMissingError) as err:
-        fail(str(err))
-    except TrainingDiverged as err:
-        fail(str(err), code=1)
+    cfg = _guarded(lambda: resolve_config(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_))
+    root = _data_root(data_root)
+    runtime = _guarded(lambda: _runtime(device, workers, progress, compile_))
+    records = _guarded(lambda: Pipeline(cfg, RunStore(runs_dir or default_runs_dir()), runtime, root, download).run())
     if distributed.is_main():
         console.print(render(results_frame(records), "table"))
 
@@ -116,18 +138,18 @@ def bench(
     import json
 
     from .bench import bench as run_bench
-    from .data.base import DatasetMissingError
     from .data.registry import get_dataset
     from .recipes import cli_flags, resolve_config
     from .store import atomic_write_text
 
+    cfg = _guarded(lambda: resolve_config(method, dataset, config, cli_flags(None, batch_size, backbone, None), set_))
+    root = _data_root(data_root)
+    runtime = _guarded(lambda: _runtime(device, workers, False, compile_))
+    spec = get_dataset(cfg.dataset)
+    data = _guarded(lambda: spec.load(cfg.pretrain.split, root, False)) if real_data else None
     try:
-        cfg = resolve_config(method, dataset, config, cli_flags(None, batch_size, backbone, None), set_)
-        runtime = _runtime(device, workers, False, compile_)
-        spec = get_dataset(cfg.dataset)
-        data = spec.load(cfg.pretrain.split, (data_root or default_data_root()).expanduser(), False) if real_data else None
         figures = run_bench(cfg, spec, runtime, steps, warmup, data, reference, probe_images, peak_tflops)
-    except (ConfigError, DatasetMissingError, ValueError) as err:
+    except ValueError as err:
         fail(str(err))
     console.print(_bench_table(figures))
     if json_path is not None:
@@ -291,8 +313,6 @@ def reproduce(
 ) -> None:
     """Run every row of a paper table (cached stages are skipped), then report it beside the published numbers."""
     from . import distributed
-    from .data.base import DatasetMissingError
-    from .engine.pretrain import TrainingDiverged
     from .engine.runtime import device_name
     from .pipeline import Pipeline
     from .reproduce import plan
@@ -321,17 +341,12 @@ def reproduce(
         console.print(f"{sum(p.status == 'cached' for p in planned)} of {len(planned)} runs cached; estimated {sum(known) / 3600:.2f} hours for the rest with a measured throughput"
                       + (f"; {unknown} without one (no comparable pretraining on this device in the ledger)" if unknown else ""))
         return
-    root = (data_root or default_data_root()).expanduser()
+    root = _data_root(data_root)
     for p in planned:
         if p.status == "cached":
             continue
         console.print(f"[bold]{paper_table.name}[/]: {p.row.label} on {p.dataset}, seed {p.seed}")
-        try:
-            Pipeline(p.cfg, store, runtime, root, download).run()
-        except (ConfigError, DatasetMissingError) as err:
-            fail(str(err))
-        except TrainingDiverged as err:
-            fail(str(err), code=1)
+        _guarded(lambda: Pipeline(p.cfg, store, runtime, root, download).run())
     if not distributed.is_main():
         return
     cells = table_cells(paper_table, store.ledger(), numbers, set_)
@@ -382,9 +397,12 @@ def list_(
         from .store import RunStore
 
         table = Table("stage", "key", "method", "dataset", "backbone", "epochs", "seed", "evaluated on", "accuracy", "finished")
-        for r in RunStore(runs_dir or default_runs_dir()).ledger():
+        store = RunStore(runs_dir or default_runs_dir())
+        for r in store.ledger():
             accuracy = r["metrics"].get("test_accuracy")
             table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), r.get("eval_dataset", "—"), f"{accuracy:.2f}" if accuracy is not None else "—", r["finished_at"])
+        for r in store.ledger(failed=True):
+            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), "—", "[red]failed[/]", r["finished_at"])
     console.print(table)
 
 

@@ -68,6 +68,15 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True in every process when ``flag`` is true in any (a collective: all must call it)."""
+    if world_size() == 1:
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def shard(rows: torch.Tensor) -> torch.Tensor:
     """This process's rows of a global batch: r, r + N, r + 2N, ..."""
     return rows[rank() :: world_size()]

@@ -10,6 +10,7 @@ the ledger, which is all that ``report`` reads.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import time
@@ -26,7 +27,7 @@ from .data.base import DatasetSpec, ImageSet
 from .data.registry import get_dataset
 from .engine.batches import on_device
 from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
-from .engine.pretrain import ENCODER, load_encoder, pretrain, save_random_init
+from .engine.pretrain import ENCODER, TrainingDiverged, load_encoder, pretrain, save_random_init
 from .engine.trainer import encoder_spec
 from .engine.runtime import Runtime
 from .store import RunStore
@@ -118,29 +119,35 @@ class Pipeline:
         before anything is written."""
         key = config_key(config)
         if self.store.is_done(stage, key):
-            record = self.store.read_result(stage, key)
-            self.records.append(record)
-            return record
+            return self._cached(stage, key)
         for spec, split in needs:
             self.data(spec, split)
-        run_dir = self.store.stage_dir(stage, key)
+        main = distributed.is_main()
+        with self.store.stage_lock(stage, key) if main else contextlib.nullcontext():
+            if self.store.is_done(stage, key):  # another process finished it while we waited
+                return self._cached(stage, key)
+            run_dir = self.store.stage_dir(stage, key)
+            if main:
+                self.store.write_config(stage, key, config)
+            started = time.perf_counter()
+            record = {"stage": stage, "key": key, "parent": config.get("parent"), **label}
+            provenance = {"config": config, "environment": environment()}
+            try:
+                metrics = compute(run_dir)
+            except TrainingDiverged as err:
+                if main:
+                    self.store.fail({**record, "error": str(err), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance})
+                raise
+            record.update(metrics=metrics, wall_time_s=round(time.perf_counter() - started, 3), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance)
+            if main:
+                self.store.finish(record)
+        self.records.append(record)
+        return record
+
+    def _cached(self, stage: str, key: str) -> dict:
+        record = self.store.read_result(stage, key)
         if distributed.is_main():
-            self.store.write_config(stage, key, config)
-        started = time.perf_counter()
-        metrics = compute(run_dir)
-        record = {
-            "stage": stage,
-            "key": key,
-            "parent": config.get("parent"),
-            **label,
-            "metrics": metrics,
-            "wall_time_s": round(time.perf_counter() - started, 3),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "config": config,
-            "environment": environment(),
-        }
-        if distributed.is_main():
-            self.store.finish(record)
+            self.store.append_ledger(record, unless_present=True)
         self.records.append(record)
         return record
 

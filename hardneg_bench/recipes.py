@@ -80,16 +80,26 @@ def resolve_config(
     raw.update(method=entry.name, dataset=spec.name)
     params = from_dict(entry.params, raw.pop("method_params", None), "method_params")
     cfg = replace(from_dict(RunConfig, raw), method_params=params)
-    check_names(cfg)
+    check_across(cfg)
     return cfg
 
 
-def check_names(cfg: RunConfig) -> None:
-    """Names that the dataclasses cannot check alone: backbone, transfer datasets."""
+def check_across(cfg: RunConfig) -> None:
+    """What the dataclasses cannot check alone: names (backbone, transfer datasets) and keys that
+    constrain each other (the batch against the queue, the BatchNorm groups and the dataset)."""
     if cfg.model.backbone not in BACKBONES:
         raise ConfigError(f"config key 'model.backbone': unknown backbone {cfg.model.backbone!r} (known: {', '.join(BACKBONES)})")
     for target in cfg.transfer or ():
         get_dataset(target)
+    batch = cfg.pretrain.batch_size
+    queue = getattr(cfg.method_params, "queue_size", None)
+    if queue is not None and queue < batch:
+        raise ConfigError(f"config key 'method_params.queue_size': {queue} is smaller than the batch of {batch} (a batch's keys must fit in the queue)")
+    if batch % cfg.model.bn_splits:
+        raise ConfigError(f"config key 'model.bn_splits': {cfg.model.bn_splits} BatchNorm groups do not divide the batch of {batch}")
+    images = get_dataset(cfg.dataset).split_sizes.get(cfg.pretrain.split)
+    if images is not None and batch > images:
+        raise ConfigError(f"config key 'pretrain.batch_size': {batch} is larger than the {images} {cfg.pretrain.split} images of {cfg.dataset}")
 
 
 def cli_flags(epochs: int | None, batch_size: int | None, backbone: str | None, seed: int | None) -> dict:

@@ -8,21 +8,40 @@ Layout under the store root::
     ledger.jsonl                  one JSON record per finished stage, appended
 
 Every file is written atomically (temporary file in the same folder, fsync, rename), so a killed
-process leaves either the old file or the new one, never a partial one.
+process leaves either the old file or the new one, never a partial one. A file that cannot be
+written (disk full, read-only store) raises :class:`StoreError` naming it, and the store keeps
+what it had. Checkpoints carry their stage's key and a SHA-256 of their content, and the previous
+one is kept until the next is complete; a damaged or foreign checkpoint is never loaded. A stage is
+computed under a lock (:meth:`RunStore.stage_lock`), so two processes never compute one stage at
+once; the operating system releases the lock of a killed process.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 import yaml
-from filelock import FileLock
+from filelock import FileLock, Timeout
+
+from .faults import failpoint
+
+
+class StoreError(RuntimeError):
+    """A file of the run store could not be written; the message is one line."""
+
+
+class StageBusy(RuntimeError):
+    """Another process is computing the same stage."""
 
 
 def _umask() -> int:
@@ -34,19 +53,32 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
 
 
+def _store_error(path: Path, err: OSError) -> StoreError:
+    cause = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
+    reason = cause.get(err.errno, err.strerror or str(err))
+    return StoreError(f"cannot write {path}: {reason}; nothing in the store was changed by the failed write")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old content or all of the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            half = len(data) // 2
+            f.write(data[:half])
+            failpoint("write")
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _store_error(path, err) from err
         raise
 
 
@@ -58,6 +90,52 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def previous_checkpoint(path: Path) -> Path:
+    return path.with_name(path.name + ".prev")
+
+
+def save_checkpoint(path: Path, state: dict, key: str) -> None:
+    """``state`` with the key of its stage and the SHA-256 of its bytes. The current checkpoint
+    becomes ``<name>.prev`` first, so a good one exists at every moment."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    record = {"key": key, "sha256": hashlib.sha256(payload).hexdigest(), "state": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    if path.is_file():
+        try:
+            os.replace(path, previous_checkpoint(path))
+        except OSError as err:
+            raise _store_error(path, err) from err
+    atomic_torch_save(record, path)
+
+
+def _checked_state(path: Path, key: str, device: torch.device) -> dict:
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, not ours
+        raise ValueError(f"unreadable ({type(err).__name__})") from None
+    if not isinstance(record, dict) or set(record) != {"key", "sha256", "state"}:
+        raise ValueError("not a hardneg-bench checkpoint")
+    if record["key"] != key:
+        raise ValueError(f"it belongs to stage {record['key']}, not {key}")
+    payload = record["state"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != record["sha256"]:
+        raise ValueError("its checksum does not match its content")
+    return torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+
+
+def load_checkpoint(path: Path, key: str, device: torch.device) -> dict | None:
+    """The newest intact checkpoint of stage ``key``: ``path``, else the previous one; None when
+    neither is. A damaged or foreign file is reported in one line on stderr and never loaded."""
+    for candidate in (path, previous_checkpoint(path)):
+        if candidate.is_file():
+            try:
+                return _checked_state(candidate, key, device)
+            except ValueError as err:
+                print(f"warning: ignoring checkpoint {candidate}: {err}", file=sys.stderr)
+    return None
 
 
 class RunStore:
@@ -84,25 +162,63 @@ class RunStore:
         atomic_write_text(self.stage_dir(record["stage"], record["key"]) / "result.json", json.dumps(record, indent=1))
         self.append_ledger(record)
 
-    def append_ledger(self, record: dict) -> None:
-        """Append one record as one line, under a lock so concurrent runs never interleave."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        with FileLock(str(self.ledger_path) + ".lock"):
-            fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    def fail(self, record: dict) -> None:
+        """Record a stage that failed (``status: failed``, with its error): a ledger line only,
+        which reports skip; the stage is computed again next time."""
+        self.append_ledger({**record, "status": "failed"})
 
-    def ledger(self) -> Iterator[dict]:
-        """The ledger's records, oldest first; a torn last line (a killed writer) is skipped."""
+    @contextmanager
+    def stage_lock(self, stage: str, key: str):
+        """Held while a stage is computed; another process asking for it gets :class:`StageBusy`."""
+        lock = FileLock(str(self.stage_dir(stage, key)) + ".lock", timeout=0)
+        try:
+            self.stage_dir(stage, key).parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except Timeout:
+            raise StageBusy(f"the {stage} stage {key} is being computed by another process (lock {lock.lock_file}); wait for it to finish, then run again") from None
+        except OSError as err:
+            raise _store_error(Path(lock.lock_file), err) from err
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def append_ledger(self, record: dict, unless_present: bool = False) -> None:
+        """Append one record as one line, under a lock so concurrent runs never interleave. A torn
+        last line left by a killed writer is ended first, so it never swallows the new record.
+        ``unless_present``: only if no finished record of the same stage and key is there yet (a
+        stage whose process was killed between its result.json and its ledger line)."""
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.ledger_path) + ".lock"):
+                if unless_present and any((r["stage"], r["key"]) == (record["stage"], record["key"]) for r in self.ledger()):
+                    return
+                fd = os.open(self.ledger_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        line = b"\n" + line
+                    half = len(line) // 2
+                    os.write(fd, line[:half])
+                    failpoint("ledger")
+                    os.write(fd, line[half:])
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as err:
+            raise _store_error(self.ledger_path, err) from err
+
+    def ledger(self, failed: bool = False) -> Iterator[dict]:
+        """The finished stages' records, oldest first (``failed``: the failed ones instead); torn
+        lines (a killed writer) are skipped."""
         if not self.ledger_path.is_file():
             return
         with self.ledger_path.open() as f:
             for line in f:
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if (record.get("status") == "failed") == failed:
+                    yield record

@@ -8,6 +8,7 @@ import torch
 from hardneg_bench.config import AugmentConfig, ModelConfig, PretrainConfig, RunConfig, ScheduleConfig
 from hardneg_bench.data.shapes import SHAPES
 from hardneg_bench.engine.pretrain import CHECKPOINT, ENCODER, load_encoder, pretrain
+from hardneg_bench.store import load_checkpoint
 from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.methods import METHODS
 from hardneg_bench.methods.simclr import SimCLRParams
@@ -15,6 +16,11 @@ from hardneg_bench.recipes import resolve_config
 
 CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)
 
+
+
+def read_checkpoint(run_dir):
+    """The checkpoint of the stage whose folder is ``run_dir`` (its name is the stage key)."""
+    return load_checkpoint(run_dir / CHECKPOINT, run_dir.name, torch.device("cpu"))
 
 def small_config(**pretrain_changes) -> RunConfig:
     p = PretrainConfig(epochs=2, batch_size=64, augment=AugmentConfig(crop_scale=(0.2, 1.0)), checkpoint_every=1)
@@ -38,7 +44,7 @@ def test_bf16_autocast_tracks_fp32(tmp_path):
 def test_checkpoint_holds_the_schedule_and_the_encoder_is_the_backbone(tmp_path):
     cfg = small_config(schedule=ScheduleConfig(name="cosine", warmup_epochs=1, warmup_start_factor=0.1))
     metrics = pretrain(cfg, SHAPES, subset(128), tmp_path, CPU)
-    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    state = read_checkpoint(tmp_path)
     assert state["epoch"] == 2 and state["schedule"]["last_epoch"] == 4  # 2 epochs x 2 steps
     assert [round(h["lr"], 6) for h in state["history"]] == [0.001, 0.0]  # warm-up done, cosine at its end
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
@@ -71,7 +77,7 @@ def test_every_method_trains_and_its_loss_decreases(tmp_path, method):
     if hasattr(cfg.method_params, "warmup_epochs"):  # MoCHi's extra negatives raise the loss when they start
         cfg = replace(cfg, method_params=replace(cfg.method_params, warmup_epochs=0))
     pretrain(cfg, SHAPES, subset(512), tmp_path, CPU)
-    losses = [h["loss"] for h in torch.load(tmp_path / CHECKPOINT, weights_only=False)["history"]]
+    losses = [h["loss"] for h in read_checkpoint(tmp_path)["history"]]
     # from epoch 2: during the first, queues and banks still hold random vectors (easy negatives)
     assert losses[-1] < losses[1] - 0.05, losses
 
@@ -84,8 +90,8 @@ def test_queue_key_encoder_and_banks_resume_exactly(tmp_path, method):
     pretrain(method_config(method, epochs=2), SHAPES, data, tmp_path / "straight", CPU)
     pretrain(method_config(method, epochs=1), SHAPES, data, tmp_path / "resumed", CPU)
     pretrain(method_config(method, epochs=2), SHAPES, data, tmp_path / "resumed", CPU)
-    straight = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=False)["model"]
-    resumed = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["model"]
+    straight = read_checkpoint(tmp_path / "straight")["model"]
+    resumed = read_checkpoint(tmp_path / "resumed")["model"]
     stateful = [k for k in straight if k.startswith(("queue", "key_", "bank"))]
     assert stateful and straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)

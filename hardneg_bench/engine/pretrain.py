@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import math
+import signal
 import time
 from pathlib import Path
 
@@ -22,8 +22,10 @@ from ..data.base import DatasetSpec, ImageSet
 from ..methods import Batch
 from ..methods.hardness import DIAGNOSTICS, HardnessTally
 from ..models import EncoderSpec, build_encoder
-from ..store import atomic_torch_save, atomic_write_text
+from ..faults import failpoint
+from ..store import atomic_torch_save, atomic_write_text, load_checkpoint, save_checkpoint
 from .batches import on_device, pretraining_batches, steps_per_epoch
+from .preemption import Interrupted, stop_requests
 from .progress import training_progress
 from .runtime import Runtime, derive_seed, device_name, rng_state, seed_everything, set_rng_state
 from .trainer import Trainer, encoder_spec
@@ -75,10 +77,36 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+class _EpochTotals:
+    """What an epoch accumulates on the device (no host sync per step): the loss sum, the first
+    step whose loss was not finite and that loss, the hardness sums."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_loss = torch.zeros((), device=device)
+        self.hardness = HardnessTally()
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        first_bad = (self.bad_step < 0) & ~torch.isfinite(loss)
+        self.bad_step = torch.where(first_bad, step, self.bad_step)
+        self.bad_loss = torch.where(first_bad, loss.float(), self.bad_loss)
+        self.loss_sum += loss
+
+    def state(self) -> dict:
+        return {"loss_sum": self.loss_sum, "bad_step": self.bad_step, "bad_loss": self.bad_loss, "hardness": self.hardness.sums}
+
+    def load(self, state: dict) -> None:
+        self.loss_sum, self.bad_step, self.bad_loss, self.hardness.sums = state["loss_sum"], state["bad_step"], state["bad_loss"], state["hardness"]
+
+
 def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, runtime: Runtime) -> dict:
-    """Train ``cfg.method`` on ``data`` (resuming from ``run_dir``'s checkpoint if there is one);
-    write ``encoder.pt`` and ``metrics.csv``; return the stage's metrics. With several processes
-    each trains on its share of every batch and only process 0 writes."""
+    """Train ``cfg.method`` on ``data`` (resuming from ``run_dir``'s newest intact checkpoint,
+    mid-epoch if a signal stopped it there); write ``encoder.pt`` and ``metrics.csv``; return the
+    stage's metrics. With several processes each trains on its share of every batch and only
+    process 0 writes. A loss that is not finite stops the run (:class:`TrainingDiverged`) before
+    the epoch's checkpoint: the last good one stays. SIGTERM or SIGINT saves a checkpoint after the
+    current step and raises :class:`Interrupted`."""
     device, p = runtime.device, cfg.pretrain
     distributed.check_batch(p.batch_size)
     steps = steps_per_epoch(len(data), p.batch_size, drop_last=True)
@@ -86,48 +114,67 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
         raise ValueError(f"batch size {p.batch_size} is larger than the {len(data)} pretraining images of {spec.name}")
     seed_everything(derive_seed(cfg.seed, "init"))
     trainer = Trainer.build(cfg, spec, len(data), steps, runtime)
-    model, main = trainer.model, distributed.is_main()
+    model, main, key = trainer.model, distributed.is_main(), run_dir.name
 
-    start_epoch, history = 0, []
+    start_epoch, start_step, history, partial = 0, 0, [], None
     checkpoint_path = run_dir / CHECKPOINT
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    state = load_checkpoint(checkpoint_path, key, device)
+    if state is not None:
         trainer.load_state_dict(state)
-        set_rng_state(state["rng"])
-        start_epoch, history = state["epoch"], state["history"]
+        start_epoch, start_step, history, partial = state["epoch"], state["step"], state["history"], state["partial"]
+
+    def checkpoint(epoch: int, step: int, partial: dict | None) -> None:
+        """After ``step`` steps of ``epoch`` (0 at an epoch's end); ``partial``: the epoch's totals so far."""
+        if main:
+            save_checkpoint(checkpoint_path, {"epoch": epoch, "step": step, "partial": partial, **trainer.state_dict(), "rng": rng_state(), "history": history}, key)
 
     images = on_device(data, device)
     writer = _tensorboard(run_dir) if main else None
-    with training_progress(runtime.show_progress and main) as progress:
-        task = progress.add_task(f"{cfg.method}/{spec.name}", total=steps * p.epochs, completed=steps * start_epoch, epoch=f"{start_epoch}/{p.epochs}", loss="-", ips="-")
+    with training_progress(runtime.show_progress and main) as progress, stop_requests() as stop_signal:
+        task = progress.add_task(f"{cfg.method}/{spec.name}", total=steps * p.epochs, completed=steps * start_epoch + start_step, epoch=f"{start_epoch}/{p.epochs}", loss="-", ips="-")
         for epoch in range(start_epoch, p.epochs):
             model.train()
             started = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            hardness = HardnessTally()
+            totals = _EpochTotals(device)
             seed = derive_seed(cfg.seed, "pretrain", epoch)
             torch.manual_seed(seed)
             model.on_epoch_start(epoch)
+            resume_at, spent = (start_step, partial["seconds"]) if epoch == start_epoch and start_step else (0, 0.0)
+            if resume_at:
+                totals.load(partial)
             for step, batch in enumerate(pretraining_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers, model.views)):
+                if step < resume_at:  # drawn again so that the augmentation generators advance as before
+                    continue
+                if step == resume_at and resume_at:
+                    set_rng_state(state["rng"])
                 diagnose = p.diagnostics_every and step % p.diagnostics_every == 0
 
                 def tally(batch: Batch) -> None:
                     sums = model.hardness(batch)
                     if sums is not None:
-                        hardness.add(sums)
+                        totals.hardness.add(sums)
 
-                loss = trainer.step(batch, tally if diagnose else None)
-                loss_sum += loss
+                totals.add(step, trainer.step(batch, tally if diagnose else None))
+                failpoint("step")
                 progress.update(task, advance=1, epoch=f"{epoch + 1}/{p.epochs}")
                 if runtime.show_progress and main and (step % 20 == 0 or step == steps - 1):  # the only host syncs in an epoch
                     elapsed = time.perf_counter() - started
-                    progress.update(task, loss=f"{loss.item():.4f}", ips=f"{(step + 1) * p.batch_size / elapsed:,.0f}")
-            mean_loss = (loss_sum / steps).item()
-            if not math.isfinite(mean_loss):
-                raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} of {cfg.method} on {spec.name}")
-            seconds = time.perf_counter() - started
+                    progress.update(task, ips=f"{(step + 1 - resume_at) * p.batch_size / elapsed:,.0f}")
+                if step + 1 < steps and (distributed.world_size() == 1 or step % 20 == 0):
+                    signum = stop_signal()
+                    if distributed.any_process(signum is not None, device):
+                        checkpoint(epoch, step + 1, {**totals.state(), "seconds": spent + time.perf_counter() - started})
+                        name = signal.Signals(signum or signal.SIGTERM).name
+                        raise Interrupted(signum or signal.SIGTERM, f"stopped by {name} in epoch {epoch + 1}, step {step + 1} of {steps}; a checkpoint of that point is saved: run the same command to continue")
+            if int(totals.bad_step) >= 0:
+                kept = f"epoch {history[-1]['epoch']}" if history else "none"
+                raise TrainingDiverged(
+                    f"loss became {float(totals.bad_loss)} in epoch {epoch + 1}, step {int(totals.bad_step) + 1} of {cfg.method} on {spec.name}; last good checkpoint kept: {kept}"
+                )
+            mean_loss = (totals.loss_sum / steps).item()
+            seconds = spent + time.perf_counter() - started
             distributed.average_running_stats(model)
-            history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": trainer.optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds, **hardness.summary()})
+            history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": trainer.optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds, **totals.hardness.summary()})
             if not main:
                 continue
             _write_metrics(run_dir, history)
@@ -136,7 +183,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
                     if name not in ("epoch", "steps"):
                         writer.add_scalar(f"pretrain/{name}", value, epoch + 1)
             if (epoch + 1) % p.checkpoint_every == 0 or epoch + 1 == p.epochs:
-                atomic_torch_save({"epoch": epoch + 1, **trainer.state_dict(), "rng": rng_state(), "history": history}, checkpoint_path)
+                checkpoint(epoch + 1, 0, None)
     if writer is not None:
         writer.close()
     if main:

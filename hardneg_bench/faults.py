@@ -1,0 +1,31 @@
+"""Kill points for the fault-injection tests.
+
+``HARDNEG_BENCH_KILL_AT=<point>:<n>`` makes the process kill itself with SIGKILL (no cleanup, as a
+preempted or OOM-killed job dies) the n-th time it reaches ``failpoint(<point>)``. The points:
+``step`` (after an optimizer step), ``write`` (halfway through writing any file of the store) and
+``ledger`` (halfway through appending a ledger line). Unset, a failpoint costs one comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_armed = {"point": "", "count": 0, "seen": 0}
+
+
+def arm(target: str) -> None:
+    """Kill at ``<point>:<n>`` (an empty string disarms)."""
+    point, _, count = target.partition(":")
+    _armed.update(point=point, count=int(count or 0), seen=0)
+
+
+def failpoint(point: str) -> None:
+    if point != _armed["point"]:
+        return
+    _armed["seen"] += 1
+    if _armed["seen"] == _armed["count"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+arm(os.environ.get("HARDNEG_BENCH_KILL_AT", ""))
