@@ -59,6 +59,7 @@ CASES = [
     ("unknown device", RUN + ["--device", "tpu"], "unknown device 'tpu'"),
     ("CUDA without a GPU", RUN + ["--device", "cuda"], "CUDA is not available"),
     ("unknown experiment", ["reproduce", "nope"], "unknown experiment table 'nope'"),
+    ("reproduce: unknown key", ["reproduce", "shapes", "--set", "pretrain.epoch=1"], "unknown config key 'pretrain.epoch'"),
     ("unknown report table", ["report", "--table", "nope"], "unknown experiment table 'nope'"),
     ("unknown report format", ["report", "--format", "pdf"], "unknown report format 'pdf'"),
     ("bench: unknown method", ["bench", "--method", "nope", "--dataset", "shapes"], "unknown method 'nope'"),
