@@ -3,7 +3,6 @@
 import json
 import time
 
-
 from cli_runner import cli, ledger
 
 FAST = ["--epochs", "2", "--batch-size", "128", "--set", "probe.epochs=20", "--no-progress"]
