@@ -36,6 +36,8 @@ RunsDir = typer.Option(None, "--runs-dir", help=f"Run store (default: ${RUNS_ENV
 Device = typer.Option("auto", help="auto, cpu, cuda or cuda:N (under torchrun: each process's cuda:LOCAL_RANK).")
 Workers = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets).")
 Progress = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar.")
+# checked by _data_root (one line), not by the option type
+DataRoot = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False, readable=False)
 Compile = typer.Option(False, "--compile/--no-compile", help="torch.compile the encoders and heads (compiled once, at the first step).")
 
 
@@ -87,7 +89,7 @@ def run(
     backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (seed)."),
     device: str = Device,
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False),
+    data_root: Optional[Path] = DataRoot,
     runs_dir: Optional[Path] = RunsDir,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set pretrain.optimizer.lr=0.1 (repeatable)."),
@@ -124,7 +126,7 @@ def bench(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set pretrain.precision=fp32 (repeatable)."),
     real_data: bool = typer.Option(False, "--real-data", help="Time on the dataset's files in the data root instead of random images of its shape."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder for --real-data.", show_default=False),
+    data_root: Optional[Path] = DataRoot,
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the per-image PIL DataLoader pipeline."),
     probe_images: int = typer.Option(0, "--probe-images", min=0, help="Also time the fast linear probe on this many training images (CIFAR-10: 50000)."),
     peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops", help="The device's peak TFLOP/s for the model FLOP utilisation (known: H100, H200, A100 in bf16)."),
@@ -301,7 +303,7 @@ def reproduce(
     seeds: int = typer.Option(1, "--seeds", min=1, help="Seeds per cell (0 .. N-1)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (cached or not, estimated cost) and run nothing."),
     device: str = Device,
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False),
+    data_root: Optional[Path] = DataRoot,
     runs_dir: Optional[Path] = RunsDir,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key in every row (repeatable)."),
     published: Optional[Path] = PublishedFile,

@@ -4,6 +4,7 @@ stays fast."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,14 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatc
 
 def test_the_table_has_at_least_thirty_cases():
     assert len(CASES) >= 30 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_an_unreadable_data_root_is_bad_input(tmp_path, monkeypatch):
+    """(Permissions cannot be taken away from root, who runs CI, so the check's answer is faked.)"""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    access = os.access
+    monkeypatch.setattr("os.access", lambda path, mode: Path(path) != tmp_path / "data" and access(path, mode))
+    result = CliRunner().invoke(app, RUN + ["--data-root", str(tmp_path / "data")], env={"HARDNEG_BENCH_RUNS": str(tmp_path / "runs"), "COLUMNS": "300"})
+    assert result.exit_code == 2 and result.output.strip() == f"error: --data-root {tmp_path / 'data'} cannot be read (permission denied)"
+    assert not (tmp_path / "runs").exists()

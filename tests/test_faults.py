@@ -223,3 +223,21 @@ def test_checks_across_keys_stop_bad_configs_before_any_work():
         resolve_config("simclr", "shapes", overrides=["model.bn_splits=3", "pretrain.batch_size=128"])
     with pytest.raises(ConfigError, match="batch_size': 6000 is larger than the 5000 pretrain images of shapes"):
         resolve_config("simclr", "shapes", overrides=["pretrain.batch_size=6000"])
+
+
+def _append_many(root: str, tag: str) -> None:
+    store = RunStore(Path(root))
+    for i in range(150):
+        store.append_ledger({"stage": "probe", "key": f"{tag}{i}", "metrics": {"test_accuracy": float(i)}, "padding": "x" * 3000})
+
+
+def test_two_processes_append_to_one_ledger_without_corrupting_it(tmp_path):
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_append_many, args=(str(tmp_path), tag)) for tag in "ab"]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(60)
+    keys = [r["key"] for r in RunStore(tmp_path).ledger()]
+    assert sorted(keys) == sorted(f"{t}{i}" for t in "ab" for i in range(150))
+    assert len(RunStore(tmp_path).ledger_path.read_text().splitlines()) == 300
