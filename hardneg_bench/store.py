@@ -188,11 +188,16 @@ class RunStore:
         last line left by a killed writer is ended first, so it never swallows the new record.
         ``unless_present``: only if no finished record of the same stage and key is there yet (a
         stage whose process was killed between its result.json and its ledger line)."""
+        def present() -> bool:
+            return any((r["stage"], r["key"]) == (record["stage"], record["key"]) for r in self.ledger())
+
+        if unless_present and present():  # the usual case needs no lock (and works on a read-only store)
+            return
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.ledger_path) + ".lock"):
-                if unless_present and any((r["stage"], r["key"]) == (record["stage"], record["key"]) for r in self.ledger()):
+                if unless_present and present():
                     return
                 fd = os.open(self.ledger_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:

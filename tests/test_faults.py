@@ -241,3 +241,17 @@ def test_two_processes_append_to_one_ledger_without_corrupting_it(tmp_path):
     keys = [r["key"] for r in RunStore(tmp_path).ledger()]
     assert sorted(keys) == sorted(f"{t}{i}" for t in "ab" for i in range(150))
     assert len(RunStore(tmp_path).ledger_path.read_text().splitlines()) == 300
+
+
+def test_a_finished_run_is_read_back_from_a_read_only_store(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    first = Pipeline(config(), store, CPU, tmp_path / "data", False).run()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    for name in ("replace", "mkdir", "write"):
+        monkeypatch.setattr(os, name, read_only)
+    monkeypatch.setattr("filelock.FileLock.acquire", read_only)
+    again = Pipeline(config(), store, CPU, tmp_path / "data", False).run()
+    assert [(r["stage"], r["key"], r["metrics"]) for r in again] == [(r["stage"], r["key"], r["metrics"]) for r in first]
