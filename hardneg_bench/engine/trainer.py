@@ -60,6 +60,10 @@ class Trainer:
         """The method of ``cfg`` on ``runtime.device`` in channels-last layout (its encoders compiled
         when ``runtime.compile``), with the run's optimizer and a per-step schedule."""
         device, p = runtime.device, cfg.pretrain
+        if device.type == "cuda":
+            # every step has the same shapes: let cuDNN time its convolution algorithms once and
+            # keep the fastest (MoCo's main_moco.py does the same)
+            torch.backends.cudnn.benchmark = True
         model = distributed.prepare(build_method(cfg, spec, dataset_size), device, cfg.model.bn_splits).to(device, memory_format=torch.channels_last)
         if runtime.compile:
             for module in model.children():  # encoders and heads; a bank or queue is never called
