@@ -161,3 +161,20 @@ def test_torchrun_runs_the_command_with_two_processes(tmp_path):
     assert stages == sorted({(r["stage"], r["method"]) for r in records}) and len(stages) == 8  # pretrain, probe, knn, transfer; simclr and random-init
     pretrained = next(r for r in records if r["stage"] == "pretrain" and r["method"] == "simclr")
     assert pretrained["metrics"]["processes"] == 2 and done.stdout.count("random-init") == 1
+
+
+def test_image_folder_batches_are_shared_row_by_row():
+    """The DataLoader path (image folders) gives process r the rows r, r + 2, ... of the very
+    batches one process loads."""
+    from hardneg_bench.engine.batches import _loader
+
+    data = images()
+
+    def batches(share):
+        loader = _loader(data, lambda image: image.float(), 1, BATCH, True, True, 7, 0, share)
+        return [idx for _, idx, _ in loader]
+
+    whole, first, second = batches((0, 1)), batches((0, 2)), batches((1, 2))
+    assert len(whole) == len(first) == len(second) == IMAGES // BATCH
+    for w, a, b in zip(whole, first, second):
+        assert torch.equal(torch.stack([a, b], 1).flatten(), w)
