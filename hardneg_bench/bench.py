@@ -7,7 +7,7 @@ In one run, with the same method, model, batch and precision, it times the train
   in whole batches (image folders: the DataLoader the loop uses);
 * ``model_only``: one batch augmented once and reused: the ceiling, no data work at all;
 * ``reference``: torchvision's per-image PIL pipeline in DataLoader workers, as the papers'
-  official code feeds its model;
+  official code feeds its model (and that pipeline alone, without the model: its ceiling);
 
 times the batched augmentation alone, counts the FLOPs of one step (forward, backward and the
 objective, :class:`torch.utils.flop_counter.FlopCounterMode`) for the model FLOP utilisation, and
@@ -98,6 +98,15 @@ def time_steps(trainer: Trainer, batches: Iterator[Batch], batch_size: int, warm
     return {"images_per_s": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps, "data_wait_fraction": waited / seconds}
 
 
+def time_loading(batches: Iterator[Batch], batch_size: int, steps: int) -> dict:
+    """Images/s of a batch iterator alone (the first batch, with the workers' start, untimed)."""
+    next(batches)
+    started = time.perf_counter()
+    for _ in range(steps):
+        next(batches)
+    return {"images_per_s": steps * batch_size / (time.perf_counter() - started)}
+
+
 def step_flops(trainer: Trainer, batch: Batch) -> int:
     """FLOPs of one step's loss and backward pass (the optimizer's elementwise work not counted)."""
     with FlopCounterMode(display=False) as counter:
@@ -163,6 +172,7 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
     if reference:
         pil = PILImages(images) if isinstance(images, ImageTensorSet) else images
         results["reference"] = {**time_steps(trainer, epoch(pil), p.batch_size, min(warmup, 1), steps), "workers": runtime.num_workers}
+        results["reference_data_only"] = time_loading(epoch(pil), p.batch_size, steps)
     full = results["full"]["images_per_s"]
     ratios = {"full_over_model_only": full / results["model_only"]["images_per_s"]}
     if reference:

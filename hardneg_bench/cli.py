@@ -167,6 +167,8 @@ def _bench_table(f: dict) -> Table:
         if name in f:
             r = f[name]
             table.add_row(label, f"{r['images_per_s']:,.0f}", f"{r['step_ms']:.1f}", f"{100 * r['data_wait_fraction']:.1f}%", f"{full / r['images_per_s']:.2f}x")
+    if "reference_data_only" in f:
+        table.add_row("reference data alone (no model)", f"{f['reference_data_only']['images_per_s']:,.0f}", "", "", "")
     mfu = "n/a (give --peak-tflops)" if f["mfu"] is None else f"{100 * f['mfu']:.1f}% of {f['peak_tflops']:g} TFLOP/s"
     table.caption = " · ".join(
         part

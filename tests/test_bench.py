@@ -35,7 +35,7 @@ def test_bench_command_prints_and_writes_consistent_figures(tmp_path):
     done = cli("bench", "--method", "simclr", "--dataset", "shapes", "--device", "cpu", "--workers", "0", "--steps", "2", "--warmup", "1", "--probe-images", "64",
                "--peak-tflops", "0.5", "--json", str(out), *(a for s in SMALL for a in ("--set", s)), runs=tmp_path / "runs")
     assert done.returncode == 0, done.stderr
-    for label in ("full (data on the device", "model only", "reference (PIL, 0 workers)", "GFLOP per image", "MFU"):
+    for label in ("full (data on the device", "model only", "reference (PIL, 0 workers)", "reference data alone", "GFLOP per image", "MFU"):
         assert label in done.stdout
     f = json.loads(out.read_text())
     sizes = get_dataset("shapes").split_sizes
@@ -43,6 +43,7 @@ def test_bench_command_prints_and_writes_consistent_figures(tmp_path):
     assert (f["method"], f["dataset"], f["data"], f["batch_size"], f["precision"], f["device"].startswith("cpu")) == ("simclr", "shapes", "synthetic", 16, "fp32", True)
     full, model_only, reference = (f[k]["images_per_s"] for k in ("full", "model_only", "reference"))
     assert f["ratios"] == pytest.approx({"full_over_model_only": full / model_only, "full_over_reference": full / reference})
+    assert f["reference_data_only"]["images_per_s"] > reference  # the loader alone outruns loader + model
     for timing in (f["full"], f["model_only"], f["reference"]):
         assert timing["step_ms"] == pytest.approx(1000 * 16 / timing["images_per_s"]) and 0 <= timing["data_wait_fraction"] < 1
     assert f["achieved_tflops"] == pytest.approx(f["flops_per_image"] * full / 1e12) and f["mfu"] == pytest.approx(f["achieved_tflops"] / 0.5)
@@ -57,7 +58,7 @@ def test_bench_command_prints_and_writes_consistent_figures(tmp_path):
 def test_bench_times_queue_and_bank_methods(method, negatives):
     cfg = resolve_config(method, "shapes", overrides=SMALL)
     f = bench(cfg, get_dataset("shapes"), CPU, steps=2, warmup=1, reference=False)
-    assert "reference" not in f and set(f["ratios"]) == {"full_over_model_only"} and f["mfu"] is None
+    assert "reference" not in f and "reference_data_only" not in f and set(f["ratios"]) == {"full_over_model_only"} and f["mfu"] is None
     per_view = forward_flops_per_view(cfg)
     # the query view forward and backward (2-3x its forward); MoCo's key view forward only; the
     # objective: each anchor's dot products with its K + 1 candidates, forward and backward
