@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from hardneg_bench import faults
+from hardneg_bench.cli import app
 from hardneg_bench.config import ConfigError
 from hardneg_bench.data import registry
 from hardneg_bench.data.base import ImageTensorSet
@@ -142,6 +144,10 @@ def test_a_non_finite_loss_fails_the_run_naming_epoch_and_step_and_keeps_the_las
     assert failed["status"] == "failed" and "epoch 2, step 2" in failed["error"] and list(store.ledger()) == []
     run_dir = store.stage_dir("pretrain", failed["key"])
     assert load_checkpoint(run_dir / CHECKPOINT, failed["key"], torch.device("cpu"))["epoch"] == 1
+    listed = CliRunner().invoke(app, ["list", "runs", "--runs-dir", str(tmp_path)], env={"COLUMNS": "300"})
+    assert listed.exit_code == 0 and failed["key"] in listed.output and "failed" in listed.output
+    report = CliRunner().invoke(app, ["report", "--runs", "--runs-dir", str(tmp_path)], env={"COLUMNS": "300"})
+    assert report.exit_code == 1 and "no finished results" in report.output  # the failed run is not a result
     monkeypatch.setattr(SimCLR, "objective", objective)
     records = Pipeline(config(), store, CPU, tmp_path / "data", False).run()
     assert {r["stage"] for r in records} == {"pretrain", "probe", "knn"} and len(list(store.ledger())) == 6
