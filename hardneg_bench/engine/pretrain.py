@@ -142,24 +142,24 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             resume_at, spent = (start_step, partial["seconds"]) if epoch == start_epoch and start_step else (0, 0.0)
             if resume_at:
                 totals.load(partial)
+
+            def tally(batch: Batch) -> None:
+                sums = model.hardness(batch)
+                if sums is not None:
+                    totals.hardness.add(sums)
             for step, batch in enumerate(pretraining_batches(images, p.augment, spec, p.batch_size, device, seed, runtime.num_workers, model.views)):
                 if step < resume_at:  # drawn again so that the augmentation generators advance as before
                     continue
                 if step == resume_at and resume_at:
                     set_rng_state(state["rng"])
                 diagnose = p.diagnostics_every and step % p.diagnostics_every == 0
-
-                def tally(batch: Batch) -> None:
-                    sums = model.hardness(batch)
-                    if sums is not None:
-                        totals.hardness.add(sums)
-
-                totals.add(step, trainer.step(batch, tally if diagnose else None))
+                loss = trainer.step(batch, tally if diagnose else None)
+                totals.add(step, loss)
                 failpoint("step")
                 progress.update(task, advance=1, epoch=f"{epoch + 1}/{p.epochs}")
                 if runtime.show_progress and main and (step % 20 == 0 or step == steps - 1):  # the only host syncs in an epoch
                     elapsed = time.perf_counter() - started
-                    progress.update(task, ips=f"{(step + 1 - resume_at) * p.batch_size / elapsed:,.0f}")
+                    progress.update(task, loss=f"{loss.item():.4f}", ips=f"{(step + 1 - resume_at) * p.batch_size / elapsed:,.0f}")
                 if step + 1 < steps and (distributed.world_size() == 1 or step % 20 == 0):
                     signum = stop_signal()
                     if distributed.any_process(signum is not None, device):
