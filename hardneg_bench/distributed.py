@@ -77,9 +77,23 @@ def any_process(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def shard(rows: torch.Tensor) -> torch.Tensor:
+Share = tuple[int, int]
+"""(r, n): rows r, r + n, r + 2n, ... of a batch: process r of n's share."""
+WHOLE: Share = (0, 1)
+
+
+def rows(x: torch.Tensor, share: Share) -> torch.Tensor:
+    """The rows of ``x`` that ``share`` names."""
+    return x[share[0] :: share[1]]
+
+
+def this_share() -> Share:
+    return (rank(), world_size())
+
+
+def shard(x: torch.Tensor) -> torch.Tensor:
     """This process's rows of a global batch: r, r + N, r + 2N, ..."""
-    return rows[rank() :: world_size()]
+    return rows(x, this_share())
 
 
 class _GatherRows(torch.autograd.Function):

@@ -47,22 +47,13 @@ class _TransformedImages(Dataset):
         return (*(self.transform(image) for _ in range(self.views)), index, self.data.labels[index])
 
 
-Share = tuple[int, int]
-"""(r, n): this process loads rows r, r + n, ... of every batch (:mod:`hardneg_bench.distributed`)."""
-WHOLE: Share = (0, 1)
-
-
-def _rows(idx: torch.Tensor, share: Share) -> torch.Tensor:
-    return idx[share[0] :: share[1]]
-
-
-def _loader(data: ImageSet, transform: Callable, views: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int, num_workers: int, share: Share = WHOLE) -> DataLoader:
+def _loader(data: ImageSet, transform: Callable, views: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int, num_workers: int, share: distributed.Share = distributed.WHOLE) -> DataLoader:
     """Batches in the epoch's order (``shuffle``: drawn from ``seed``), this process's rows of
     each; the generator also fixes each worker's seed (so its augmentations)."""
     order = _index_batches(len(data), batch_size, drop_last, torch.Generator().manual_seed(seed) if shuffle else None, torch.device("cpu"))
     return DataLoader(
         _TransformedImages(data, transform, views),
-        batch_sampler=[_rows(idx, share).tolist() for idx in order],
+        batch_sampler=[distributed.rows(idx, share).tolist() for idx in order],
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
@@ -92,7 +83,7 @@ def channels_last(images: torch.Tensor) -> torch.Tensor:
 
 
 def _augmented(
-    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int, drop_last: bool, share: Share
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, views: int, drop_last: bool, share: distributed.Share
 ) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]]:
     """One shuffled epoch of (``views`` augmented copies of this process's rows of the batch, the
     whole batch's indices and labels)."""
@@ -101,13 +92,13 @@ def _augmented(
         batch_augment = BatchAugment(augment, spec.mean, spec.std, size)
         generator = torch.Generator(device=data.device).manual_seed(seed)
         for idx in _index_batches(len(data), batch_size, drop_last, torch.Generator().manual_seed(seed), data.device):
-            images = data.images[_rows(idx, share)]
+            images = data.images[distributed.rows(idx, share)]
             yield [channels_last(batch_augment(images, generator, share)) for _ in range(views)], idx, data.labels[idx]
         return
     transform = reference_transform(augment, spec.mean, spec.std, size)
     for *images, idx, labels in _loader(data, transform, views, batch_size, True, drop_last, seed, num_workers, share):
         idx, labels = idx.to(device), labels.to(device)
-        if share != WHOLE:
+        if share != distributed.WHOLE:
             idx, labels = distributed.gather(idx), distributed.gather(labels)
         yield [channels_last(view.to(device, non_blocking=True)) for view in images], idx, labels
 
@@ -117,7 +108,7 @@ def pretraining_batches(
 ) -> Iterator[Batch]:
     """One epoch of pretraining batches of one or two views (last incomplete batch dropped); with
     several processes, each process's rows of the global batch."""
-    share = (distributed.rank(), distributed.world_size())
+    share = distributed.this_share()
     for images, idx, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, views, True, share):
         yield Batch(images[0], images[1] if views == 2 else None, idx, labels)
 
@@ -126,7 +117,7 @@ def augmented_batches(
     data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (augmented images, labels), shuffled, every image once."""
-    for (images,), _, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, 1, False, WHOLE):
+    for (images,), _, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, 1, False, distributed.WHOLE):
         yield images, labels
 
 

@@ -10,11 +10,11 @@ from typing import Callable
 
 import torch
 
+from .. import distributed
 from ..config import RunConfig
 from ..data.base import DatasetSpec
 from ..methods import Batch, Method, get_method
 from ..models import EncoderSpec, build_encoder, projection_head
-from .. import distributed
 from .batches import crop_size_of
 from .optim import build_optimizer, build_schedule
 from .runtime import Runtime, autocast, autocast_dtype
