@@ -58,13 +58,16 @@ def _in_batch(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> _InBatc
     z = _normalized(torch.cat([z1, z2]))
     batch = z1.shape[0]
     logits = z @ z.T / temperature
-    positives = torch.arange(2 * batch, device=z.device).roll(batch)
     rows = torch.arange(2 * batch, device=z.device)
-    keep = torch.ones_like(logits, dtype=torch.bool)
-    keep[rows, rows] = False
-    keep[rows, positives] = False
-    negative_rows = rows.expand(2 * batch, -1)[keep].view(2 * batch, 2 * batch - 2)
-    return _InBatch(z, logits[rows, positives], logits[keep].view(2 * batch, 2 * batch - 2), negative_rows)
+    positives = rows.roll(batch)
+    # Row i's negatives are the columns other than i and its positive, in increasing order: the
+    # j-th of them is j, moved past the smaller excluded column, then past the larger one. Index
+    # arithmetic instead of a boolean mask, whose indexing would make the host wait for the GPU.
+    smaller, larger = torch.minimum(rows, positives).view(-1, 1), torch.maximum(rows, positives).view(-1, 1)
+    columns = torch.arange(2 * batch - 2, device=z.device).expand(2 * batch, -1)
+    columns = columns + (columns >= smaller)
+    negative_rows = columns + (columns >= larger)
+    return _InBatch(z, logits.gather(1, positives.view(-1, 1)).squeeze(1), logits.gather(1, negative_rows), negative_rows)
 
 
 def _hard_debiased(positive: torch.Tensor, negatives: torch.Tensor, temperature: float, tau_plus: float, beta: float) -> torch.Tensor:

@@ -105,11 +105,11 @@ def knn_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Ten
     (x_train, y_train), (x_test, y_test) = train, test
     bank = F.normalize(x_train, dim=1)
     k = min(cfg.k, len(bank))
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=x_test.device)  # counted on the device, read once
     for queries, labels in zip(F.normalize(x_test, dim=1).split(chunk), y_test.split(chunk)):
         similarity, neighbours = (queries @ bank.T).topk(k, dim=1)
         votes = torch.zeros(len(queries), num_classes, device=queries.device)
         votes.scatter_add_(1, y_train[neighbours], (similarity / cfg.temperature).exp())
-        correct += (votes.argmax(1) == labels).sum().item()
-    return correct / len(y_test) * 100
+        correct += (votes.argmax(1) == labels).sum()
+    return correct.item() / len(y_test) * 100
 

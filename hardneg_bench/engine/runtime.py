@@ -36,10 +36,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
-    """What a throughput was measured on: the GPU's name, or ``cpu (N threads)``."""
+    """What a throughput was measured on: the GPU's name, ``cpu (N threads)``, or the device."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -88,7 +88,11 @@ class Method(nn.Module):
 @contextlib.contextmanager
 def float32_objective(like: torch.Tensor):
     """The scope of an objective: autocast off, so that a loss given float32 embeddings computes
-    its similarities, exponentials and logs in float32 while the encoders run in bf16."""
+    its similarities, exponentials and logs in float32 while the encoders run in bf16. On a device
+    type without autocast (``meta``) there is nothing to switch off."""
+    if not torch.amp.is_autocast_available(like.device.type):
+        yield
+        return
     with torch.autocast(like.device.type, enabled=False):
         yield
 
