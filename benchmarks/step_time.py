@@ -8,6 +8,8 @@ dataset (``resolve_config``), with the backbone and batch given here.
     PYTHONPATH=. python benchmarks/step_time.py --dataset shapes --backbone tiny --batch 256
 
 Each pair is timed in alternating rounds (method, base, method, ...) and the medians compared.
+The base takes the method's queue or bank-sample size (Ring's K = 65536 against MoCo-v2 at 65536,
+not at its own 4096), so the ratio is the cost of the hard-negative part alone.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ PAIRS = [("hcl", "simclr"), ("sscl", "simclr"), ("mochi", "moco-v2"), ("ring", "
 class Stepper:
     """One method with its recipe, on one fixed channels-last batch, ready to time steps."""
 
-    def __init__(self, method: str, dataset: str, backbone: str, batch_size: int, size: int, device: torch.device, diagnostics: bool) -> None:
-        cfg = resolve_config(method, dataset, flags={"model": {"backbone": backbone}, "pretrain": {"batch_size": batch_size}})
-        spec = get_dataset(dataset)
+    def __init__(self, method: str, dataset: str, backbone: str, batch_size: int, size: int, device: torch.device, diagnostics: bool, overrides: tuple[str, ...] = ()) -> None:
+        cfg = resolve_config(method, dataset, flags={"model": {"backbone": backbone}, "pretrain": {"batch_size": batch_size}}, overrides=list(overrides))
+        self.cfg, spec = cfg, get_dataset(dataset)
         torch.manual_seed(0)
         self.trainer = Trainer.build(cfg, spec, max(size, batch_size), steps_per_epoch=1, runtime=Runtime(device))
         self.model = self.trainer.model.train()
@@ -66,6 +68,29 @@ def compare(method: Stepper, base: Stepper, rounds: int, steps: int) -> tuple[fl
     return statistics.median(mine), statistics.median(theirs)
 
 
+SIZES = ("queue_size", "n_negatives")
+"""The method parameters that set how many negatives a step computes with."""
+
+
+def steppers(method: str, base: str, dataset: str, backbone: str, batch_size: int, bank_size: int, device: torch.device, diagnostics: bool) -> tuple[Stepper, Stepper]:
+    """The method with its recipe, and its base with the method's negative counts."""
+    mine = Stepper(method, dataset, backbone, batch_size, bank_size, device, diagnostics)
+    shared = tuple(f"method_params.{name}={getattr(mine.cfg.method_params, name)}" for name in SIZES if hasattr(mine.cfg.method_params, name))
+    return mine, Stepper(base, dataset, backbone, batch_size, bank_size, device, diagnostics, shared)
+
+
+def step_ratios(dataset: str, backbone: str, batch_size: int, bank_size: int, device: torch.device, rounds: int, steps: int, diagnostics: bool = False, pairs=PAIRS) -> list[dict]:
+    """One row per (method, base) pair: median step times in ms, their ratio, the negatives."""
+    rows = []
+    for method, base in pairs:
+        mine, theirs = steppers(method, base, dataset, backbone, batch_size, bank_size, device, diagnostics)
+        seconds, base_seconds = compare(mine, theirs, rounds, steps)
+        negatives = {name: getattr(mine.cfg.method_params, name) for name in SIZES if hasattr(mine.cfg.method_params, name)}
+        rows.append({"method": method, "base": base, "step_ms": 1000 * seconds, "base_step_ms": 1000 * base_seconds, "ratio": seconds / base_seconds, **negatives})
+        del mine, theirs
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="shapes")
@@ -81,9 +106,8 @@ def main() -> None:
     print("| method | base | step (ms) | base step (ms) | ratio |")
     print("| --- | --- | --- | --- | --- |")
     for method, base in PAIRS:
-        steppers = [Stepper(m, args.dataset, args.backbone, args.batch, args.bank_size, device, args.diagnostics) for m in (method, base)]
-        mine, theirs = compare(*steppers, args.rounds, args.steps)
-        print(f"| {method} | {base} | {1000 * mine:.1f} | {1000 * theirs:.1f} | {mine / theirs:.3f} |", flush=True)
+        (row,) = step_ratios(args.dataset, args.backbone, args.batch, args.bank_size, device, args.rounds, args.steps, args.diagnostics, [(method, base)])
+        print(f"| {method} | {base} | {row['step_ms']:.1f} | {row['base_step_ms']:.1f} | {row['ratio']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ In one run, with the same method, model, batch and precision, it times the train
 * ``reference``: torchvision's per-image PIL pipeline in DataLoader workers, as the papers'
   official code feeds its model (and that pipeline alone, without the model: its ceiling);
 
-times the batched augmentation alone, counts the FLOPs of one step (forward, backward and the
+times the batched augmentation alone and the method's objective alone, counts the FLOPs of one step (forward, backward and the
 objective, :class:`torch.utils.flop_counter.FlopCounterMode`) for the model FLOP utilisation, and
 optionally times the fast linear probe (features once, then the classifier).
 
@@ -117,6 +117,43 @@ def step_flops(trainer: Trainer, batch: Batch) -> int:
     return counter.get_total_flops()
 
 
+def objective_inputs(trainer: Trainer, batch: Batch) -> tuple[tuple, bool]:
+    """What one step's loss hands to the method's objective (embeddings, and the queue or banks
+    it contrasts them with), and whether autocast was on inside the objective."""
+    model, captured = trainer.model, {}
+    objective = model.objective
+
+    def capture(*args):
+        captured["args"], captured["autocast"] = args, torch.is_autocast_enabled(trainer.device.type)
+        return objective(*args)
+
+    model.objective = capture
+    try:
+        with autocast(trainer.amp_dtype, trainer.device):
+            trainer.forward(batch)
+    finally:
+        del model.objective
+    return captured["args"], captured["autocast"]
+
+
+def time_objective(trainer: Trainer, batch: Batch, steps: int) -> float:
+    """Milliseconds of the method's objective alone, forward and backward, on the inputs one step
+    gave it: the part of a step that is the method rather than the encoders."""
+    args, _ = objective_inputs(trainer, batch)
+    leaves = [a.detach().requires_grad_() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+
+    def once() -> None:
+        trainer.model.objective(*leaves).backward()
+
+    once()
+    _sync(trainer.device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        once()
+    _sync(trainer.device)
+    return 1000 * (time.perf_counter() - started) / steps
+
+
 def time_augment(cfg: RunConfig, spec: DatasetSpec, images: torch.Tensor, views: int, steps: int) -> float:
     """Milliseconds to augment ``views`` views of one batch of uint8 ``images`` on their device."""
     augment = BatchAugment(cfg.pretrain.augment, spec.mean, spec.std, crop_size_of(cfg.pretrain.augment, spec))
@@ -196,6 +233,7 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
         "warmup": warmup,
         **results,
         "augment_ms_per_step": time_augment(cfg, spec, device_images.images[: p.batch_size], views, steps) if hasattr(device_images, "images") else None,
+        "objective_ms_per_step": time_objective(trainer, first, steps),
         "ratios": ratios,
         "flops_per_image": flops,
         "achieved_tflops": achieved,

@@ -175,6 +175,7 @@ def _bench_table(f: dict) -> Table:
         for part in (
             f"{f['flops_per_image'] / 1e9:.2f} GFLOP per image, {f['achieved_tflops']:.3f} TFLOP/s, MFU {mfu}",
             f"augmentation {f['augment_ms_per_step']:.1f} ms per step" if f["augment_ms_per_step"] is not None else "",
+            f"objective alone {f['objective_ms_per_step']:.1f} ms per step",
             f"epoch of {f['pretrain_images']:,} images: {f['epoch_seconds']:.1f} s" if f["epoch_seconds"] else "",
             f"fast probe ({f['probe_images'][0]:,} + {f['probe_images'][1]:,} images): {f['probe_seconds']:.1f} s" if "probe_seconds" in f else "",
         )

@@ -46,8 +46,14 @@ def is_main() -> bool:
 
 
 def launched() -> bool:
-    """True when torchrun (or Slurm via torchrun) started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True when torchrun (or Slurm via torchrun) started this process, also as the only one: a
+    one-process torchrun run then forms its process group (NCCL on a GPU) as a larger one does."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def backend() -> str | None:
+    """The process group's backend (``nccl``, ``gloo``), None without one."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
 
 
 def init_from_env(device: torch.device) -> torch.device:

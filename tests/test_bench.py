@@ -9,7 +9,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hardneg_bench.bench import bench, synthetic_images
+from hardneg_bench.bench import bench, objective_inputs, synthetic_images
+from hardneg_bench.engine.batches import on_device, pretraining_batches
+from hardneg_bench.engine.trainer import Trainer
+from hardneg_bench.methods import METHODS
 from hardneg_bench.data.registry import get_dataset
 from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.engine.trainer import build_method
@@ -47,7 +50,7 @@ def test_bench_command_prints_and_writes_consistent_figures(tmp_path):
     for timing in (f["full"], f["model_only"], f["reference"]):
         assert timing["step_ms"] == pytest.approx(1000 * 16 / timing["images_per_s"]) and 0 <= timing["data_wait_fraction"] < 1
     assert f["achieved_tflops"] == pytest.approx(f["flops_per_image"] * full / 1e12) and f["mfu"] == pytest.approx(f["achieved_tflops"] / 0.5)
-    assert f["epoch_seconds"] == pytest.approx(5000 / full) and f["probe_seconds"] > 0 and f["augment_ms_per_step"] > 0
+    assert f["epoch_seconds"] == pytest.approx(5000 / full) and f["probe_seconds"] > 0 and f["augment_ms_per_step"] > 0 and f["objective_ms_per_step"] > 0
     # two views, forward and backward: between 2x and 3x each view's forward FLOPs (the first
     # layer computes no input gradient; the objective adds a little)
     per_view = forward_flops_per_view(resolve_config("simclr", "shapes", overrides=SMALL))
@@ -79,3 +82,21 @@ def test_synthetic_images_have_the_dataset_shape():
     data = synthetic_images(spec, 5)
     assert data.images.shape == (5, 3, spec.image_size, spec.image_size) and data.images.dtype == torch.uint8
     assert int(data.labels.max()) < spec.num_classes
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_objective_inputs_are_what_the_objective_computes_on_in_float32(method):
+    """Under bf16 autocast (here on the CPU) the objective is handed float32 embeddings and runs
+    with autocast off; calling it on what was captured gives the step's loss."""
+    cfg = resolve_config(method, "shapes", overrides=["model.backbone=tiny", "pretrain.batch_size=48", "pretrain.precision=bf16"])
+    spec = get_dataset("shapes")
+    trainer = Trainer.build(cfg, spec, 96, 1, CPU)
+    batch = next(pretraining_batches(on_device(synthetic_images(spec, 48), CPU.device), cfg.pretrain.augment, spec, 48, CPU.device, 0, 0, trainer.model.views))
+    args, autocast_on = objective_inputs(trainer, batch)
+    embeddings = [a for a in args if torch.is_tensor(a) and a.is_floating_point() and a.requires_grad]
+    assert trainer.amp_dtype == torch.bfloat16 and not autocast_on and embeddings
+    assert all(a.dtype == torch.float32 for a in args if torch.is_tensor(a) and a.is_floating_point())
+    torch.manual_seed(0)  # the objectives that draw negatives draw the same ones
+    again = trainer.model.objective(*args)
+    torch.manual_seed(0)
+    assert torch.equal(again, trainer.model.objective(*args)) and again.dtype == torch.float32

@@ -140,11 +140,16 @@ def test_batch_norm_groups_must_divide_among_processes(monkeypatch):
 
 
 def test_launched_reads_torchrun_environment(monkeypatch):
+    """Several processes, or one that torchrun started (it sets TORCHELASTIC_RUN_ID): the
+    process group is formed; a plain one-process command forms none."""
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert distributed.launched()
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert not distributed.launched() and distributed.init_from_env(torch.device("cpu")) == torch.device("cpu")
-    assert not dist.is_initialized() and os.environ["WORLD_SIZE"] == "1"
+    assert not dist.is_initialized() and distributed.backend() is None
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "one-process-run")
+    assert distributed.launched()
 
 
 def test_torchrun_runs_the_command_with_two_processes(tmp_path):

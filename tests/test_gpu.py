@@ -11,12 +11,13 @@ from hardneg_bench.data.registry import get_dataset
 from hardneg_bench.engine.batches import on_device, pretraining_batches
 from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.engine.trainer import Trainer
+from hardneg_bench.methods import METHODS
 from hardneg_bench.recipes import resolve_config
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-@pytest.mark.parametrize("method", ["simclr", "sscl", "moco-v2", "mochi", "ring", "ir", "ir-ring", "cmc"])
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_steps_make_no_host_synchronisation(method):
     cfg = resolve_config(method, "cifar10", overrides=["model.backbone=resnet18", "pretrain.batch_size=64"])
     spec, runtime = get_dataset("cifar10"), Runtime(torch.device("cuda"), num_workers=0, show_progress=False)

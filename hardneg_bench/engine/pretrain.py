@@ -195,5 +195,6 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
         "train_seconds": sum(h["seconds"] for h in history),
         "device": device_name(device),
         "processes": distributed.world_size(),
+        "process_group": distributed.backend(),
         "diagnostics": [{k: h[k] for k in ("epoch", *DIAGNOSTICS) if k in h} for h in history if DIAGNOSTICS[0] in h],
     }
