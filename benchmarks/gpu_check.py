@@ -273,8 +273,10 @@ def step_case(check: Check, method: str, dataset: str, overrides: list[str], com
         "compiled": compile_,
         "optimizer": type(trainer.optimizer).__name__ + (" (fused)" if trainer.optimizer.defaults.get("fused") else ""),
         "ms_per_step": 1000 * seconds / steps if not sync_error else None,
+        "images_per_s": batch * steps / seconds if not sync_error else None,
         "first_step_s": round(first_step, 2),
         "peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20) if check.cuda else None,
+        "weights_mib": round(sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20),
         "losses": [round(v, 5) for v in values.tolist()],
         "loss_dtype": str(losses[0].dtype).replace("torch.", "") if losses else None,
         "objective_input_dtypes": dtypes,
@@ -300,7 +302,9 @@ def step_cases(check: Check) -> list[tuple[str, str, list[str]]]:
     if check.quick:
         tiny = ["model.backbone=tiny", "pretrain.batch_size=48"]  # SSCL's 64 hardest of 2B - 2 negatives
         return [*((m, "shapes", tiny) for m in sorted(METHODS)), ("simclr", "stl10", ["model.backbone=tiny", "pretrain.batch_size=8"]), ("moco-v2", "imagenet100", ["model.backbone=tiny", "pretrain.batch_size=8"])]
-    return [*((m, "cifar10", []) for m in sorted(METHODS)), ("simclr", "stl10", []), ("moco-v2", "imagenet100", [])]
+    # STL-10's recipe (ResNet-50, CIFAR stem at 96 px) at batch 64: at its batch of 256 the saved
+    # activations alone (about 95 GiB in bf16, counted on the CPU) outgrow an 80 GB GPU
+    return [*((m, "cifar10", []) for m in sorted(METHODS)), ("simclr", "stl10", ["pretrain.batch_size=64"]), ("moco-v2", "imagenet100", [])]
 
 
 def steps_section(check: Check, s: Section) -> None:
@@ -462,7 +466,8 @@ def bench_case(check: Check, method: str, dataset: str, overrides: list[str], co
 
 def label(f: dict) -> str:
     """What a bench figure was measured on, as it was run."""
-    return f"{f['method']}, {f['backbone']}, {f['dataset']} {f['crop_size']} px, batch {f['batch_size']}"
+    stem = f" ({f['stem']} stem)" if f["stem"] else ""
+    return f"{f['method']}, {f['backbone']}{stem}, {f['dataset']} {f['crop_size']} px, batch {f['batch_size']}"
 
 
 def simclr_cifar_bench(check: Check, compile_: bool = False, reference: bool = False, probe_images: int = 0) -> dict:
@@ -481,18 +486,29 @@ def bench_section(check: Check, s: Section) -> None:
     s.target("... full pipeline / PIL DataLoader reference", r["full_over_reference"], "x", 5, False, judged)
     s.target(f"fast linear probe, {cifar['probe_images'][0]:,} + {cifar['probe_images'][1]:,} images", cifar.get("probe_seconds"), "s", 15, True, judged)
     s.figures["mfu"] = {"mfu": cifar["mfu"], "achieved_tflops": cifar["achieved_tflops"], "peak_tflops": cifar["peak_tflops"], "flops_per_image": cifar["flops_per_image"]}
-    if check.left() > (5 if check.quick else 40):
-        tiny = ["model.backbone=tiny", "pretrain.batch_size=8"] if check.quick else []
-        stl = s.figures["simclr_96px"] = bench_case(check, "simclr", "stl10", tiny)
+    # STL-10 at 96 px with the ImageNet stem, as solo-learn trains it (the target's arithmetic: the
+    # recipe's CIFAR stem is 4.4x the FLOPs, 8 s at the GPU's peak, and is timed in ``steps``)
+    stl = guarded_bench(check, s, "simclr_96px", "simclr", "stl10", ["model.backbone=tiny", "pretrain.batch_size=8"] if check.quick else ["model.stem=imagenet"])
+    if stl:
         s.target(f"{label(stl)}: epoch ({stl['pretrain_images']:,} images)", stl["epoch_seconds"], "s", 8, True, judged)
-    if check.left() > (5 if check.quick else 40):
-        tiny = ["model.backbone=tiny", "pretrain.batch_size=8"] if check.quick else []
-        in100 = s.figures["moco_v2_224px"] = bench_case(check, "moco-v2", "imagenet100", tiny)
-        epoch = IMAGENET100_TRAIN_IMAGES_AT_MOST / in100["full"]["images_per_s"]
-        in100["epoch_seconds_at_most"] = epoch
+    in100 = guarded_bench(check, s, "moco_v2_224px", "moco-v2", "imagenet100", ["model.backbone=tiny", "pretrain.batch_size=8"] if check.quick else [])
+    if in100:
+        epoch = in100["epoch_seconds_at_most"] = IMAGENET100_TRAIN_IMAGES_AT_MOST / in100["full"]["images_per_s"]
         s.target(f"{label(in100)}, on-device path: epoch (at most {IMAGENET100_TRAIN_IMAGES_AT_MOST:,} images)", epoch, "s", 50, True, judged)
         s.target("... waiting for data", 100 * in100["full"]["data_wait_fraction"], "% of the step", 5, True, judged)
-    s.check("every bench case ran", {"simclr_96px", "moco_v2_224px"} <= set(s.figures), ", ".join(s.figures))
+
+
+def guarded_bench(check: Check, s: Section, name: str, method: str, dataset: str, overrides: list[str]) -> dict | None:
+    """One more bench case if the time left allows; a case that breaks (out of memory, say) is a
+    failed check, and the others still run."""
+    if check.left() < (5 if check.quick else 40):
+        return s.check(f"{name}: within the time budget", False, f"{check.left():.0f} s left") and None
+    try:
+        figures = s.figures[name] = bench_case(check, method, dataset, overrides)
+    except Exception as err:
+        free_device_memory()
+        return s.check(f"{name}: ran", False, f"{type(err).__name__}: {str(err).splitlines()[0]}") and None
+    return figures
 
 
 # -- 7. step ratios ----------------------------------------------------------------------------
@@ -527,7 +543,15 @@ def markdown(record: dict, judged: bool) -> str:
     ]
     for s in record["sections"]:
         failed = [c["what"] for c in s["checks"] if not c["ok"]]
-        note = s["reason"] or ("failed: " + "; ".join(failed) if failed else f"{len(s['checks'])} checks held")
+        met = [t for t in s["targets"] if t["met"]]
+        note = s["reason"] or "; ".join(
+            part
+            for part in (
+                ("failed: " + "; ".join(failed)) if failed else (f"{len(s['checks'])} checks held" if s["checks"] else ""),
+                (f"{len(met)} of {len(s['targets'])} targets met" if judged else f"{len(s['targets'])} figures for targets (not judged on the CPU)") if s["targets"] else "",
+            )
+            if part
+        )
         lines.append(f"| {s['name']}: {s['title']} | {s['status']} | {s['seconds']} | {note} |")
     lines += ["", "## Targets", "", "| section | figure | measured | target | met |", "| --- | --- | --- | --- | --- |"]
     for s in record["sections"]:
@@ -540,16 +564,16 @@ def markdown(record: dict, judged: bool) -> str:
             lines += [""] + [f"- {'ok' if c['ok'] else '**FAILED**'}: {c['what']}" + (f" ({c['detail']})" if c["detail"] and not c["ok"] else "") for c in s["checks"]]
         cases = s["figures"].get("cases")
         if cases:
-            lines += ["", "| method | dataset | backbone | batch | crop | precision | ms/step | first step (s) | peak MiB | objective inputs | host sync |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            lines += ["", "| method | dataset | backbone | batch | crop | precision | optimizer | ms/step | images/s | first step (s) | peak MiB (weights) | objective inputs | host sync |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
             for c in cases:
-                lines.append(f"| {c['method']}{' (compiled)' if c['compiled'] else ''} | {c['dataset']} | {c['backbone']} | {c['batch']} | {c['crop']} | {c['precision']} | {value(c['ms_per_step'])} | {c['first_step_s']} | {value(c['peak_memory_mib'])} | {', '.join(c['objective_input_dtypes'])}, autocast {'on' if c['autocast_in_objective'] else 'off'} | {c['host_sync'] or 'none'} |")
+                lines.append(f"| {c['method']}{' (compiled)' if c['compiled'] else ''} | {c['dataset']} | {c['backbone']} | {c['batch']} | {c['crop']} | {c['precision']} | {c['optimizer']} | {value(c['ms_per_step'])} | {value(c['images_per_s'])} | {c['first_step_s']} | {value(c['peak_memory_mib'])} ({c['weights_mib']}) | {', '.join(c['objective_input_dtypes'])}, autocast {'on' if c['autocast_in_objective'] else 'off'} | {c['host_sync'] or 'none'} |")
         rows = s["figures"].get("rows")
         if rows:
             lines += ["", "| method | base | step ms | base step ms | ratio |", "| --- | --- | --- | --- | --- |"]
             lines += [f"| {r['method']} | {r['base']} | {r['step_ms']:.1f} | {r['base_step_ms']:.1f} | {r['ratio']:.3f} |" for r in rows]
         for name, f in s["figures"].items():
             if isinstance(f, dict) and "full" in f and "model_only" in f:
-                lines += ["", f"`{name}`: {f['method']} on {f['dataset']} ({f['data']} images, {f['crop_size']} px), {f['backbone']}, batch {f['batch_size']}, {f['precision']}{', compiled' if f['compile'] else ''}: "
+                lines += ["", f"`{name}`: {label(f)} ({f['data']} images), {f['precision']}{', compiled' if f['compile'] else ''}: "
                           f"full {f['full']['images_per_s']:,.0f} img/s ({f['full']['step_ms']:.1f} ms/step, data wait {100 * f['full']['data_wait_fraction']:.1f}%), model only {f['model_only']['images_per_s']:,.0f} img/s ({f['model_only']['step_ms']:.1f} ms)"
                           + (f", PIL reference {f['reference']['images_per_s']:,.0f} img/s" if "reference" in f else "")
                           + f"; augmentation {value(f['augment_ms_per_step'])} ms/step, objective alone {f['objective_ms_per_step']:.2f} ms/step; {f['flops_per_image'] / 1e9:.2f} GFLOP/image, {f['achieved_tflops']:.1f} TFLOP/s, MFU {value(f['mfu'])}"

@@ -68,12 +68,17 @@ def resnet(name: str, stem: str, in_channels: int = 3, width: float = 1.0, norm_
     return net
 
 
+def resolved_stem(stem: str, image_size: int) -> str:
+    """The ResNet stem ``stem`` stands for: ``auto`` is the CIFAR stem for images up to 96 px."""
+    if stem == "auto":
+        return "cifar" if image_size <= 96 else "imagenet"
+    return stem
+
+
 def build_backbone(name: str, stem: str, image_size: int, in_channels: int = 3, width: float = 1.0, norm_layer: NormLayer = nn.BatchNorm2d) -> nn.Module:
-    """The backbone ``name``; stem ``auto`` picks the CIFAR stem for images up to 96 px."""
+    """The backbone ``name`` (a ResNet with the stem :func:`resolved_stem` picks)."""
     if name == "tiny":
         return TinyConvNet(in_channels, width, norm_layer)
     if name not in RESNETS:
         raise ConfigError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
-    if stem == "auto":
-        stem = "cifar" if image_size <= 96 else "imagenet"
-    return resnet(name, stem, in_channels, width, norm_layer)
+    return resnet(name, resolved_stem(stem, image_size), in_channels, width, norm_layer)
