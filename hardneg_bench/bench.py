@@ -121,11 +121,12 @@ def step_flops(trainer: Trainer, batch: Batch) -> int:
 def objective_inputs(trainer: Trainer, batch: Batch) -> tuple[tuple, bool]:
     """What one step's loss hands to the method's objective (embeddings, and the queue or banks
     it contrasts them with), and whether autocast was on inside the objective."""
-    model, captured = trainer.model, {}
+    model, captured, device_type = trainer.model, {}, trainer.device.type
     objective = model.objective
 
     def capture(*args):
-        captured["args"], captured["autocast"] = args, torch.is_autocast_enabled(trainer.device.type)
+        captured["args"] = args
+        captured["autocast"] = torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
         return objective(*args)
 
     model.objective = capture
