@@ -40,7 +40,12 @@ def write_fake_cifar(root: Path, classes: int, n_train: int, n_test: int) -> dic
         files = {"train": ("train", np.arange(n_train)), "test": ("test", np.arange(n_test))}
     folder.mkdir(parents=True)
     for name, (split, idx) in files.items():
-        data = {"data": images[split][idx].reshape(len(idx), 3 * 32 * 32), key: labels[split][idx].tolist()}
+        data = {
+            "batch_label": f"fake {name}",
+            "data": images[split][idx].reshape(len(idx), 3 * 32 * 32),
+            key: labels[split][idx].tolist(),
+            "filenames": [f"fake_{name}_{i}.png" for i in range(len(idx))],
+        }
         if classes == 100:
             data["coarse_labels"] = (labels[split][idx] // 5).tolist()
         with open(folder / name, "wb") as f:
