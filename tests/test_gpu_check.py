@@ -32,8 +32,10 @@ def run_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]
 
 @pytest.fixture(scope="module")
 def quick_check(tmp_path_factory):
+    """The quick check with room to spare: it takes about 50 s on two idle cores, and a busy CI
+    machine must not turn a slow section into one left out."""
     out = tmp_path_factory.mktemp("gpu-check")
-    return (out, *run_check(out))
+    return (out, *run_check(out, "--budget", "600"))
 
 
 def test_the_quick_check_runs_every_section_on_the_cpu_and_passes(quick_check):
@@ -42,7 +44,7 @@ def test_the_quick_check_runs_every_section_on_the_cpu_and_passes(quick_check):
     assert list(sections) == list(load_script().SECTIONS)
     failed = {name: (s["reason"], [c for c in s["checks"] if not c["ok"]]) for name, s in sections.items() if s["status"] != "passed"}
     assert not failed and done.returncode == 0, failed
-    assert record["quick"] and record["device"].startswith("cpu") and record["elapsed_s"] < record["budget_s"]
+    assert record["quick"] and record["device"].startswith("cpu") and record["budget_s"] == 600 and record["elapsed_s"] < 600
     # what each section showed, not only that it ran
     steps = sections["steps"]["figures"]["cases"]
     assert sorted(c["method"] for c in steps if c["dataset"] == "shapes") == sorted(METHODS)
