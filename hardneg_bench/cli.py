@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from tabulate import tabulate
 
@@ -28,7 +29,7 @@ console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS")
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # "records[id]" is no markup
     raise typer.Exit(code)
 
 
@@ -414,7 +415,10 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
     uncounted = sorted({p.dataset for p in to_run if p.images is None})
     if uncounted:
         console.print(f"The pretraining split of {', '.join(uncounted)} is counted when its files are in the data root (--data-root).", highlight=False)
-    unmeasured = {throughput_key(pretrain_stage(p.cfg)[0]): p for p in to_run if p.throughput is None}
+    unmeasured: dict = {}
+    for p in to_run:
+        if p.throughput is None:
+            unmeasured.setdefault(throughput_key(pretrain_stage(p.cfg)[0]), p)  # the first row of each key
     if unmeasured:
         console.print("A run without a throughput gets one from a bench on this device, which the estimate then uses:", highlight=False)
         for p in unmeasured.values():
@@ -465,9 +469,9 @@ def list_(
         changes = run_descriptions([*finished, *failed])
         for r in finished:
             accuracy = r["metrics"].get("test_accuracy")
-            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), changes.get(r["key"]) or "—", r.get("eval_dataset", "—"), f"{accuracy:.2f}" if accuracy is not None else "—", r["finished_at"])
+            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), escape(changes.get(r["key"]) or "—"), r.get("eval_dataset", "—"), f"{accuracy:.2f}" if accuracy is not None else "—", r["finished_at"])
         for r in failed:
-            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), changes.get(r["key"]) or "—", "—", "[red]failed[/]", r["finished_at"])
+            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), escape(changes.get(r["key"]) or "—"), "—", "[red]failed[/]", r["finished_at"])
     console.print(table)
 
 
@@ -561,7 +565,7 @@ def _print_config(rows: list, headers: tuple, format: "ConfigFormat", title: str
         return
     table = Table(*headers, title=title)
     for name, value, source in rows:
-        table.add_row(name, format_value(value), source)
+        table.add_row(escape(name), escape(format_value(value)), escape(source))
     console.print(table)
 
 

@@ -181,7 +181,7 @@ def published_table(records: list[PublishedRecord]) -> Group:
         for r in members:
             what = f"{r.row}: {r.method} on {r.dataset}"
             what += "".join(f"; {name}: {text(r)}" for name, text in fields.items() if shared[name] is None and text(r))
-            table.add_row(r.id, _value_text(r), what)
+            table.add_row(Text(r.id), Text(_value_text(r)), Text(what))  # plain text: no markup in a record
         blocks.append(Group(*heading, table, Text("")))
     return Group(*blocks)
 
@@ -197,7 +197,7 @@ def render_published(records: list[PublishedRecord], fmt: str):
     frame = records_frame(records)
     if fmt == "csv":
         return frame.to_csv(index=False)
-    return tabulate(frame.fillna("—"), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
+    return tabulate(frame.astype(object).where(frame.notna(), "—"), headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
 
 TEMPLATE_HEADER = """\

@@ -131,3 +131,15 @@ def test_list_methods_for_a_dataset_shows_each_methods_recipe_there(tmp_path, mo
     assert f"queue_size={ring['datasets']['cifar10']['method_params']['queue_size']}" in rows["ring"]
     defaults = invoke(monkeypatch, "list", "methods", runs=tmp_path / "runs").stdout
     assert "queue_size=65536" in [line for line in defaults.splitlines() if line.startswith("│ moco-v2")][0]  # the dataclass default
+
+
+def test_bad_input_to_config_and_list_methods_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    for args, fragment in (
+        (["config", "--method", "nope", "--dataset", "shapes"], "unknown method 'nope'"),
+        (["config", "--dataset", "shapes"], "both a method and a dataset are needed"),
+        (["config", "--method", "hcl", "--dataset", "shapes", "--set", "pretrain.epoch=1"], "unknown config key 'pretrain.epoch'"),
+        (["list", "methods", "--dataset", "nope"], "unknown dataset 'nope'"),
+    ):
+        done = invoke(monkeypatch, *args, runs=tmp_path / "runs")
+        assert done.exit_code == 2 and len(done.stderr.strip().splitlines()) == 1 and fragment in done.stderr, (args, done.output)
+    assert not (tmp_path / "runs").exists()
