@@ -166,12 +166,12 @@ def bench(
         console.print("[bold yellow]warning:[/] these figures are not the machine's speed; rerun when it is idle, or with more --rounds:", highlight=False)
         for warning in figures["warnings"]:
             console.print(f"  {warning}", highlight=False, soft_wrap=True)
-    store = RunStore(runs_dir or default_runs_dir())
-    _guarded(lambda: store.append_bench({**figures, "config": pretrain_stage(cfg)[0]}))
-    console.print(f"recorded in {store.bench_path} (reproduce --dry-run estimates from it)", highlight=False)
     if json_path is not None:
         _guarded(lambda: atomic_write_text(json_path, json.dumps(figures, indent=1) + "\n"))
         console.print(f"wrote {json_path}", highlight=False)
+    store = RunStore(runs_dir or default_runs_dir())
+    _guarded(lambda: store.append_bench({**figures, "config": pretrain_stage(cfg)[0]}))
+    console.print(f"recorded in {store.bench_path} (reproduce --dry-run estimates from it)", highlight=False)
 
 
 def _bench_table(f: dict) -> Table:
@@ -439,6 +439,8 @@ def list_(
     runs_dir: Optional[Path] = RunsDir,
 ) -> None:
     """List the registered methods, the datasets, the paper tables, or the finished stages in the run store."""
+    if dataset is not None and what is not ListWhat.methods:
+        fail("--dataset goes with `list methods` only")
     if what is ListWhat.methods:
         table = _methods_table(dataset)
     elif what is ListWhat.datasets:
@@ -528,8 +530,7 @@ def config_(
     from .recipes import cli_flags, resolve
 
     resolved = _guarded(lambda: resolve(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_))
-    rows = [(k, v, source) for k, v, source in resolved.provenance()]
-    _print_config(rows, ("key", "value", "set by"), format, f"{resolved.cfg.method} on {resolved.cfg.dataset}: the config `run` would use")
+    _print_config(resolved.provenance(), format, f"{resolved.cfg.method} on {resolved.cfg.dataset}: the config `run` would use")
 
 
 def _stage_config(key: str, format: "ConfigFormat", runs_dir: Optional[Path]) -> None:
@@ -554,16 +555,17 @@ def _stage_config(key: str, format: "ConfigFormat", runs_dir: Optional[Path]) ->
         else:
             source = f"the recipe ({resolved.sources.get(name, 'default')})" if resolved is not None and stage == "pretrain" else "the recipe"
         rows.append((name, value, source))
-    _print_config(rows, ("key", "value", "set by"), format, f"{stage} stage {full} ({record.get('method')} on {record.get('dataset')}, seed {record.get('seed')})")
+    _print_config(rows, format, f"{stage} stage {full} ({record.get('method')} on {record.get('dataset')}, seed {record.get('seed')})")
 
 
-def _print_config(rows: list, headers: tuple, format: "ConfigFormat", title: str) -> None:
+def _print_config(rows: list, format: "ConfigFormat", title: str) -> None:
+    """(key, value, source) rows as a table, or as YAML with the sources as comments."""
     from .provenance import format_value
 
     if format is ConfigFormat.yaml:
         _emit(_commented_yaml(rows, title))
         return
-    table = Table(*headers, title=title)
+    table = Table("key", "value", "set by", title=title)
     for name, value, source in rows:
         table.add_row(escape(name), escape(format_value(value)), escape(source))
     console.print(table)

@@ -143,3 +143,26 @@ def test_bad_input_to_config_and_list_methods_is_one_line_and_exit_2(tmp_path, m
         done = invoke(monkeypatch, *args, runs=tmp_path / "runs")
         assert done.exit_code == 2 and len(done.stderr.strip().splitlines()) == 1 and fragment in done.stderr, (args, done.output)
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_readmes_config_list_and_published_lines_work_as_written(tmp_path, monkeypatch):
+    """Every `hardneg-bench config|list|published` line of the README's shell blocks, as written
+    (a `> FILE` redirection checked as the output it would write)."""
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    lines = [line for line in lines if re.match(r"hardneg-bench (config|list|published)\b", line)]
+    assert any(line.startswith("hardneg-bench config") for line in lines) and any("--template" in line for line in lines)
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        command, _, redirect = line.partition(">")
+        done = invoke(monkeypatch, *shlex.split(command)[1:], runs=tmp_path / "runs")
+        assert done.exit_code == 0, (line, done.output)
+        if redirect.strip():  # `config ... --format yaml > FILE`: FILE is a --config giving that run
+            Path(redirect.strip()).write_text(done.stdout)
+            args = shlex.split(command)
+            expected = resolve_config(args[args.index("--method") + 1], args[args.index("--dataset") + 1])
+            assert resolve_config(config_file=Path(redirect.strip())) == expected
