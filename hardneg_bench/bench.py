@@ -9,9 +9,15 @@ In one run, with the same method, model, batch and precision, it times the train
 * ``reference``: torchvision's per-image PIL pipeline in DataLoader workers, as the papers'
   official code feeds its model (and that pipeline alone, without the model: its ceiling);
 
-times the batched augmentation alone and the method's objective alone, counts the FLOPs of one step (forward, backward and the
+and the method's objective alone; counts the FLOPs of one step (forward, backward and the
 objective, :class:`torch.utils.flop_counter.FlopCounterMode`) for the model FLOP utilisation, and
 optionally times the fast linear probe (features once, then the classifier).
+
+Every measurement is timed in several rounds, the measurements taking turns within each round,
+and reported from its median round (images/s, ms per step, waiting for data and the data part of
+the step all from that one round, so they agree), with the range over the rounds; rounds far apart
+mean the machine was busy, and the figures say so. The augmentation time is the data part of the
+full pipeline's own steps, timed inside them: it cannot exceed the step.
 
 The images are random uint8 tensors of the dataset's shape (throughput does not depend on the
 pixels; no download needed) unless ``real_data`` is given.
@@ -20,8 +26,9 @@ pixels; no download needed) unless ``real_data`` is given.
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image
@@ -29,7 +36,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import distributed
 from .config import RunConfig
-from .data.augment import BatchAugment
 from .data.base import DatasetSpec, ImageSet, ImageTensorSet
 from .engine.batches import crop_size_of, on_device, pretraining_batches
 from .engine.evaluate import extract_features, fast_linear_probe
@@ -82,30 +88,40 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(trainer: Trainer, batches: Iterator[Batch], batch_size: int, warmup: int, steps: int) -> dict:
-    """Images/s and milliseconds per step over ``steps`` steps after ``warmup``; the share of the
-    wall time the host spent waiting for the next batch."""
-    for _ in range(warmup):
-        trainer.step(next(batches))
+def time_steps(trainer: Trainer, batches: Iterator[Batch], batch_size: int, steps: int) -> dict:
+    """One round: ``steps`` timed steps after an untimed one (an epoch's first batch carries its
+    order and the loader workers' start). Its seconds, the host's wait for the batches, and the
+    data part of the steps: the time to make each batch, measured inside the timed steps (CUDA
+    events on the device's stream, so nothing waits), so it cannot exceed the steps' time."""
+    trainer.step(next(batches))
+    cuda = trainer.device.type == "cuda"
+    events = []
     _sync(trainer.device)
     waited, started = 0.0, time.perf_counter()
     for _ in range(steps):
         asked = time.perf_counter()
+        if cuda:
+            events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+            events[-1][0].record()
         batch = next(batches)
+        if cuda:
+            events[-1][1].record()
         waited += time.perf_counter() - asked
         trainer.step(batch)
     _sync(trainer.device)
     seconds = time.perf_counter() - started
-    return {"images_per_s": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps, "data_wait_fraction": waited / seconds}
+    data = sum(begin.elapsed_time(end) for begin, end in events) / 1000 if cuda else waited
+    return {"seconds": seconds, "waited": waited, "data_seconds": data}
 
 
-def time_loading(batches: Iterator[Batch], batch_size: int, steps: int) -> dict:
-    """Images/s of a batch iterator alone (the first batch, with the workers' start, untimed)."""
+def time_loading(batches: Iterator[Batch], steps: int) -> dict:
+    """One round of a batch iterator alone: its seconds for ``steps`` batches after an untimed
+    first one (the loader workers' start)."""
     next(batches)
     started = time.perf_counter()
     for _ in range(steps):
         next(batches)
-    return {"images_per_s": steps * batch_size / (time.perf_counter() - started)}
+    return {"seconds": time.perf_counter() - started}
 
 
 def step_flops(trainer: Trainer, batch: Batch) -> int:
@@ -138,36 +154,54 @@ def objective_inputs(trainer: Trainer, batch: Batch) -> tuple[tuple, bool]:
     return captured["args"], captured["autocast"]
 
 
-def time_objective(trainer: Trainer, batch: Batch, steps: int) -> float:
-    """Milliseconds of the method's objective alone, forward and backward, on the inputs one step
-    gave it: the part of a step that is the method rather than the encoders."""
+def objective_timer(trainer: Trainer, batch: Batch) -> Callable[[int], dict]:
+    """A round of the method's objective alone, forward and backward, on the inputs one step gave
+    it (the part of a step that is the method rather than the encoders): its seconds for N calls."""
     args, _ = objective_inputs(trainer, batch)
     leaves = [a.detach().requires_grad_() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
 
     def once() -> None:
         trainer.model.objective(*leaves).backward()
 
-    once()
-    _sync(trainer.device)
-    started = time.perf_counter()
-    for _ in range(steps):
+    def round_(steps: int) -> dict:
         once()
-    _sync(trainer.device)
-    return 1000 * (time.perf_counter() - started) / steps
+        _sync(trainer.device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            once()
+        _sync(trainer.device)
+        return {"seconds": time.perf_counter() - started}
+
+    return round_
 
 
-def time_augment(cfg: RunConfig, spec: DatasetSpec, images: torch.Tensor, views: int, steps: int) -> float:
-    """Milliseconds to augment ``views`` views of one batch of uint8 ``images`` on their device."""
-    augment = BatchAugment(cfg.pretrain.augment, spec.mean, spec.std, crop_size_of(cfg.pretrain.augment, spec))
-    generator = torch.Generator(device=images.device).manual_seed(0)
-    augment(images, generator)
-    _sync(images.device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        for _ in range(views):
-            augment(images, generator)
-    _sync(images.device)
-    return 1000 * (time.perf_counter() - started) / steps
+BUSY_SPREAD = 0.25
+"""Rounds of one measurement further apart than this share of their median (fastest to slowest)
+mean something else used the machine meanwhile: the output warns, and the figures are not to be
+trusted as the machine's speed."""
+
+
+def spread_of(rounds: list[dict]) -> tuple[float, float, float]:
+    """(fastest, slowest, (slowest - fastest) / median) seconds of the rounds."""
+    seconds = sorted(r["seconds"] for r in rounds)
+    return seconds[0], seconds[-1], (seconds[-1] - seconds[0]) / statistics.median(seconds)
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """The round whose time is the median (the lower one of an even count): every figure reported
+    for a measurement comes from this one round, so they agree with each other."""
+    return sorted(rounds, key=lambda r: r["seconds"])[(len(rounds) - 1) // 2]
+
+
+def step_figures(rounds: list[dict], batch_size: int, steps: int) -> dict:
+    """A step measurement's figures: its median round's images/s, ms per step, share of the time
+    waiting for data and data part per step; the range of images/s over the rounds."""
+    r, (fastest, slowest, _) = median_round(rounds), spread_of(rounds)
+    figures = {"images_per_s": steps * batch_size / r["seconds"], "step_ms": 1000 * r["seconds"] / steps}
+    if "waited" in r:
+        figures.update(data_wait_fraction=r["waited"] / r["seconds"], data_ms_per_step=1000 * r["data_seconds"] / steps)
+    figures.update(images_per_s_range=[steps * batch_size / slowest, steps * batch_size / fastest], rounds_images_per_s=[steps * batch_size / x["seconds"] for x in rounds])
+    return figures
 
 
 def time_probe(cfg: RunConfig, spec: DatasetSpec, trainer: Trainer, train: ImageTensorSet, test: ImageTensorSet, runtime: Runtime) -> float:
@@ -182,7 +216,7 @@ def time_probe(cfg: RunConfig, spec: DatasetSpec, trainer: Trainer, train: Image
     return time.perf_counter() - started
 
 
-def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmup: int, data: ImageSet | None = None, reference: bool = True, probe_images: int = 0, peak: float | None = None) -> dict:
+def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmup: int, data: ImageSet | None = None, reference: bool = True, probe_images: int = 0, peak: float | None = None, rounds: int = 3) -> dict:
     """Every figure of one bench run (see the module docstring) as a JSON-ready dict;
     ``probe_images`` > 0 also times the fast probe on that many training images (and test images
     in the dataset's proportion)."""
@@ -192,7 +226,7 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
     images = data if data is not None else synthetic_images(spec, count)
     if len(images) < count:
         raise ValueError(f"{warmup + steps} steps of {p.batch_size} need {count} images; {spec.name} has {len(images)}")
-    pretrain_images = spec.split_sizes.get(p.split)
+    pretrain_images = spec.split_sizes.get(p.split) or (len(data) if data is not None else None)
     bank_size = max(len(images), pretrain_images or 0)  # memory banks (and ring searches over them) at their real size
     trainer = Trainer.build(cfg, spec, bank_size, steps_per_epoch=warmup + steps, runtime=runtime)
     views = trainer.model.views
@@ -204,14 +238,27 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
     first = next(epoch(device_images))
     eager = Trainer.build(cfg, spec, bank_size, 1, Runtime(device)) if runtime.compile else trainer
     flops = step_flops(eager, first) / p.batch_size
-    results = {
-        "full": time_steps(trainer, epoch(device_images), p.batch_size, warmup, steps),
-        "model_only": time_steps(trainer, itertools.repeat(first), p.batch_size, warmup, steps),
+    pil = PILImages(images) if isinstance(images, ImageTensorSet) else images
+    # each measurement is timed in ``rounds`` rounds, the measurements taking turns within a
+    # round, so that a busy patch of the machine slows all of them rather than one
+    measurements: dict[str, Callable[[int], dict]] = {
+        "full": lambda n: time_steps(trainer, epoch(device_images), p.batch_size, n),
+        "model_only": lambda n: time_steps(trainer, itertools.repeat(first), p.batch_size, n),
     }
     if reference:
-        pil = PILImages(images) if isinstance(images, ImageTensorSet) else images
-        results["reference"] = {**time_steps(trainer, epoch(pil), p.batch_size, min(warmup, 1), steps), "workers": runtime.num_workers}
-        results["reference_data_only"] = time_loading(epoch(pil), p.batch_size, steps)
+        measurements["reference"] = lambda n: time_steps(trainer, epoch(pil), p.batch_size, n)
+        measurements["reference_data_only"] = lambda n: time_loading(epoch(pil), n)
+    measurements["objective"] = objective_timer(trainer, first)
+    for name, measure in measurements.items():
+        measure(warmup if name in ("full", "model_only") else 1)
+    timed: dict[str, list[dict]] = {name: [] for name in measurements}
+    for _ in range(rounds):
+        for name, measure in measurements.items():
+            timed[name].append(measure(steps))
+    results = {name: step_figures(timed[name], p.batch_size, steps) for name in ("full", "model_only", *(("reference", "reference_data_only") if reference else ()))}
+    if reference:
+        results["reference"]["workers"] = runtime.num_workers
+    objective = median_round(timed["objective"])["seconds"]
     full = results["full"]["images_per_s"]
     ratios = {"full_over_model_only": full / results["model_only"]["images_per_s"]}
     if reference:
@@ -234,9 +281,13 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
         "date": time.strftime("%Y-%m-%d"),
         "steps": steps,
         "warmup": warmup,
+        "rounds": rounds,
         **results,
-        "augment_ms_per_step": time_augment(cfg, spec, device_images.images[: p.batch_size], views, steps) if hasattr(device_images, "images") else None,
-        "objective_ms_per_step": time_objective(trainer, first, steps),
+        # the data part of the full pipeline's median round: batches held on the device are
+        # indexed and augmented there, inside the step (a DataLoader's workers augment ahead)
+        "augment_ms_per_step": results["full"]["data_ms_per_step"] if hasattr(device_images, "images") else None,
+        "objective_ms_per_step": 1000 * objective / steps,
+        "objective_ms_range": [1000 * x / steps for x in spread_of(timed["objective"])[:2]],
         "ratios": ratios,
         "flops_per_image": flops,
         "achieved_tflops": achieved,
@@ -244,6 +295,7 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
         "mfu": achieved / peak if peak else None,
         "epoch_seconds": pretrain_images / full if pretrain_images else None,
         "pretrain_images": pretrain_images,
+        "warnings": busy_warnings(timed, rounds),
     }
     if probe_images:
         sizes = spec.split_sizes
@@ -251,3 +303,19 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
         out["probe_images"] = [probe_images, test_images]
         out["probe_seconds"] = time_probe(cfg, spec, trainer, synthetic_images(spec, probe_images, 1), synthetic_images(spec, test_images, 2), runtime)
     return out
+
+
+LABELS = {"full": "full pipeline", "model_only": "model only", "reference": "reference pipeline", "reference_data_only": "reference loader alone", "objective": "objective alone"}
+
+
+def busy_warnings(timed: dict[str, list[dict]], rounds: int) -> list[str]:
+    """What makes the figures untrustworthy: one line per measurement whose rounds spread more than
+    :data:`BUSY_SPREAD` of their median (the machine was busy), or that there was one round only."""
+    if rounds < 2:
+        return ["one round per measurement: no spread to tell whether the machine was busy (give --rounds 3 or more)"]
+    found = []
+    for name, measured in timed.items():
+        fastest, slowest, spread = spread_of(measured)
+        if spread > BUSY_SPREAD:
+            found.append(f"{LABELS[name]}: its {rounds} rounds took {1000 * fastest:.0f} to {1000 * slowest:.0f} ms, {100 * spread:.0f}% of their median apart: the machine was busy")
+    return found

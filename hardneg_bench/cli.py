@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from tabulate import tabulate
 
@@ -28,7 +29,7 @@ console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS")
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # "records[id]" is no markup
     raise typer.Exit(code)
 
 
@@ -120,7 +121,8 @@ def bench(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name: its recipe, image size and split sizes."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size)."),
     backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
-    steps: int = typer.Option(20, "--steps", min=1, help="Timed steps per measurement."),
+    steps: int = typer.Option(10, "--steps", min=1, help="Timed steps per round of each measurement."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Rounds of each measurement, taking turns; the median round is reported with the range."),
     warmup: int = typer.Option(5, "--warmup", min=1, help="Untimed steps first (compilation, cuDNN autotuning, workers starting)."),
     device: str = Device,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
@@ -131,18 +133,22 @@ def bench(
     probe_images: int = typer.Option(0, "--probe-images", min=0, help="Also time the fast linear probe on this many training images (CIFAR-10: 50000)."),
     peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops", help="The device's peak TFLOP/s for the model FLOP utilisation (known: H100, H200, A100 in bf16)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
+    runs_dir: Optional[Path] = RunsDir,
     workers: int = Workers,
     compile_: bool = Compile,
 ) -> None:
     """Time training steps: images/s of the full pipeline, of the model alone on a batch already on
     the device (the ceiling) and of the reference PIL DataLoader pipeline, their ratios, and the
-    model FLOP utilisation."""
+    model FLOP utilisation; each the median of several rounds, with their range. The figures are
+    kept in the run store (bench.jsonl), where `reproduce --dry-run` finds them."""
     import json
 
+    from . import distributed
     from .bench import bench as run_bench
     from .data.registry import get_dataset
+    from .pipeline import pretrain_stage
     from .recipes import cli_flags, resolve_config
-    from .store import atomic_write_text
+    from .store import RunStore, atomic_write_text
 
     cfg = _guarded(lambda: resolve_config(method, dataset, config, cli_flags(None, batch_size, backbone, None), set_))
     root = _data_root(data_root)
@@ -150,32 +156,44 @@ def bench(
     spec = get_dataset(cfg.dataset)
     data = _guarded(lambda: spec.load(cfg.pretrain.split, root, False)) if real_data else None
     try:
-        figures = run_bench(cfg, spec, runtime, steps, warmup, data, reference, probe_images, peak_tflops)
+        figures = run_bench(cfg, spec, runtime, steps, warmup, data, reference, probe_images, peak_tflops, rounds)
     except ValueError as err:
         fail(str(err))
+    if not distributed.is_main():
+        return
     console.print(_bench_table(figures))
+    if figures["warnings"]:
+        console.print("[bold yellow]warning:[/] these figures are not the machine's speed; rerun when it is idle, or with more --rounds:", highlight=False)
+        for warning in figures["warnings"]:
+            console.print(f"  {warning}", highlight=False, soft_wrap=True)
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(figures, indent=1) + "\n")
-        console.print(f"wrote {json_path}")
+        _guarded(lambda: atomic_write_text(json_path, json.dumps(figures, indent=1) + "\n"))
+        console.print(f"wrote {json_path}", highlight=False)
+    store = RunStore(runs_dir or default_runs_dir())
+    _guarded(lambda: store.append_bench({**figures, "config": pretrain_stage(cfg)[0]}))
+    console.print(f"recorded in {store.bench_path} (reproduce --dry-run estimates from it)", highlight=False)
 
 
 def _bench_table(f: dict) -> Table:
     title = f"{f['method']} on {f['dataset']} ({f['data']} images, {f['crop_size']} px), {f['backbone']}, batch {f['batch_size']}, {f['precision']}{', compiled' if f['compile'] else ''}: {f['device']}"
-    table = Table("pipeline", "images/s", "ms / step", "waiting for data", "full / this", title=title)
+    table = Table("pipeline", "images/s", f"range over {f['rounds']} rounds", "ms / step", "of it: data", "waiting for data", "full / this", title=title)
     full = f["full"]["images_per_s"]
     for name, label in (("full", "full (data on the device, batched augmentation)"), ("model_only", "model only (one batch, already augmented)"), ("reference", f"reference (PIL, {f.get('reference', {}).get('workers')} workers)")):
         if name in f:
             r = f[name]
-            table.add_row(label, f"{r['images_per_s']:,.0f}", f"{r['step_ms']:.1f}", f"{100 * r['data_wait_fraction']:.1f}%", f"{full / r['images_per_s']:.2f}x")
+            low, high = r["images_per_s_range"]
+            table.add_row(label, f"{r['images_per_s']:,.0f}", f"{low:,.0f} – {high:,.0f}", f"{r['step_ms']:.1f}", f"{r['data_ms_per_step']:.1f}", f"{100 * r['data_wait_fraction']:.1f}%", f"{full / r['images_per_s']:.2f}x")
     if "reference_data_only" in f:
-        table.add_row("reference data alone (no model)", f"{f['reference_data_only']['images_per_s']:,.0f}", "", "", "")
+        r = f["reference_data_only"]
+        table.add_row("reference data alone (no model)", f"{r['images_per_s']:,.0f}", f"{r['images_per_s_range'][0]:,.0f} – {r['images_per_s_range'][1]:,.0f}", "", "", "", "")
     mfu = "n/a (give --peak-tflops)" if f["mfu"] is None else f"{100 * f['mfu']:.1f}% of {f['peak_tflops']:g} TFLOP/s"
     table.caption = " · ".join(
         part
         for part in (
+            f"median round of {f['rounds']}, {f['steps']} steps each, the measurements taking turns",
             f"{f['flops_per_image'] / 1e9:.2f} GFLOP per image, {f['achieved_tflops']:.3f} TFLOP/s, MFU {mfu}",
-            f"augmentation {f['augment_ms_per_step']:.1f} ms per step" if f["augment_ms_per_step"] is not None else "",
-            f"objective alone {f['objective_ms_per_step']:.1f} ms per step",
+            f"augmentation {f['augment_ms_per_step']:.1f} ms of the full step's {f['full']['step_ms']:.1f} ms" if f["augment_ms_per_step"] is not None else "",
+            f"objective alone {f['objective_ms_per_step']:.1f} ms per step ({f['objective_ms_range'][0]:.1f} – {f['objective_ms_range'][1]:.1f})",
             f"epoch of {f['pretrain_images']:,} images: {f['epoch_seconds']:.1f} s" if f["epoch_seconds"] else "",
             f"fast probe ({f['probe_images'][0]:,} + {f['probe_images'][1]:,} images): {f['probe_seconds']:.1f} s" if "probe_seconds" in f else "",
         )
@@ -282,22 +300,32 @@ def _diagnostics_report(ledger, format: str, results_dir: Optional[Path]) -> Non
 @app.command("published")
 def published_(
     missing: bool = typer.Option(False, "--missing", help="Only the numbers that are not verified yet, and their count."),
+    format: str = typer.Option("table", "--format", "-f", help="table, markdown, csv or json."),
+    template: Optional[Path] = typer.Option(None, "--template", help="Write the missing records to this new YAML file, to fill in from the papers and pass with --published (never written over an existing file).", show_default=False),
     published: Optional[Path] = PublishedFile,
 ) -> None:
-    """Every published number the reports compare against, with its source and protocol."""
+    """Every published number the reports compare against, with its source and protocol; a
+    missing one names the paper and table to read it from."""
+    from .published import FORMATS, render_published, template_text
+    from .store import atomic_write_text
+
+    if format not in FORMATS:
+        fail(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
     try:
         records = _published(published)
     except ConfigError as err:
         fail(str(err))
-    shown = [r for r in records.values() if (r.value is None) == missing] if missing else list(records.values())
-    out = Table("id", "paper", "table / row", "method", "dataset", "epochs", "metric", "protocol", "value", "source")
-    for r in shown:
-        value = "—" if r.value is None else f"{r.value:.2f}" + (f" ± {r.std}" if r.std is not None else "")
-        protocol = f"{r.protocol.kind}, {r.protocol.mode}, {r.protocol.epoch} epoch"
-        out.add_row(r.id, r.paper, f"{r.table} / {r.row}", r.method, r.dataset, str(r.epochs or "—"), r.metric, protocol, value, r.missing or r.source)
-    console.print(out)
-    count = sum(r.value is None for r in records.values())
-    console.print(f"{count} of {len(records)} published numbers are missing (not verified yet)." if missing else f"{len(records)} published numbers, {count} of them missing.")
+    absent = [r for r in records.values() if r.value is None]
+    if template is not None:
+        if template.exists():
+            fail(f"--template {template} exists already; it is never written over: give a new file name")
+        _guarded(lambda: atomic_write_text(template, template_text(absent, template)))
+        Console(stderr=True).print(f"wrote the {len(absent)} missing records to {template}: fill in the values from the papers, then pass --published {template}", highlight=False, soft_wrap=True)
+        return
+    _emit(render_published(absent if missing else list(records.values()), format))
+    if format == "table":
+        count = len(absent)
+        console.print(f"{count} of {len(records)} published numbers are missing (not verified yet)." if missing else f"{len(records)} published numbers, {count} of them missing.")
 
 
 @app.command()
@@ -326,27 +354,19 @@ def reproduce(
     from .tables import check_table, load_table
 
     store = RunStore(runs_dir or default_runs_dir())
+    root = _data_root(data_root)
     try:
         paper_table = load_table(table)
         numbers = _published(published)
         check_table(paper_table, numbers)
         runtime = _runtime(device, workers, progress, compile_)
         torch_device = runtime.device
-        planned = plan(paper_table, seeds, store, device_name(torch_device), set_)
+        planned = plan(paper_table, seeds, store, device_name(torch_device), set_, root if dry_run else None)
     except ConfigError as err:
         fail(str(err))
     if dry_run:
-        out = Table("row", "dataset", "seed", "status", "pretraining images", f"est. hours ({device_name(torch_device)})", title=f"{paper_table.name}: {paper_table.title}")
-        for p in planned:
-            hours = "—" if p.seconds is None else f"{p.seconds / 3600:.2f}"
-            out.add_row(p.row.label, p.dataset, str(p.seed), p.status, f"{p.images:,}", hours)
-        console.print(out)
-        known = [p.seconds for p in planned if p.seconds is not None]
-        unknown = sum(p.seconds is None for p in planned)
-        console.print(f"{sum(p.status == 'cached' for p in planned)} of {len(planned)} runs cached; estimated {sum(known) / 3600:.2f} hours for the rest with a measured throughput"
-                      + (f"; {unknown} without one (no comparable pretraining on this device in the ledger)" if unknown else ""))
+        _print_plan(paper_table, planned, device_name(torch_device), device, root)
         return
-    root = _data_root(data_root)
     for p in planned:
         if p.status == "cached":
             continue
@@ -360,6 +380,51 @@ def reproduce(
         console.print(f"wrote {path}")
 
 
+def _print_plan(paper_table, planned: list, device: str, device_option: str, data_root: Path) -> None:
+    """The dry-run's table and what its estimates cover; unknown stays unknown."""
+    from .reproduce import bench_command, describe_key, throughput_key
+    from .pipeline import pretrain_stage
+
+    out = Table("row", "dataset", "seed", "status", "pretraining images", f"est. hours ({device})", "estimated from", title=f"{paper_table.name}: {paper_table.title}")
+    for p in planned:
+        images = "unknown" if p.images is None else f"{p.images:,}"
+        if p.status != "to run":
+            hours, source = ("—", "cached") if p.status == "cached" else ("—", "pretrained; its probe is not estimated")
+        elif p.images is None:
+            hours, source = "unknown", f"{p.dataset}'s {p.cfg.pretrain.split} split is not counted: not found in {data_root}"
+        elif p.throughput is None:
+            hours, source = "unknown", f"nothing measured for {describe_key(throughput_key(pretrain_stage(p.cfg)[0]))} on this device"
+        else:
+            hours, source = f"{p.seconds / 3600:.2f}", p.throughput.source
+        out.add_row(p.row.label, p.dataset, str(p.seed), p.status, images, hours, source)
+    console.print(out)
+    to_run = [p for p in planned if p.status == "to run"]
+    known = [p.seconds for p in to_run if p.seconds is not None]
+    cached, pretrained = (sum(p.status == status for p in planned) for status in ("cached", "pretrained"))
+    line = f"{cached} of {len(planned)} runs cached" + (f", {pretrained} pretrained (their probes to run)" if pretrained else "")
+    if not to_run:
+        console.print(line + "; nothing to pretrain.", highlight=False)
+        return
+    if not known:
+        line += f"; no estimate for the {len(to_run)} to run"
+    elif len(known) == len(to_run):
+        line += f"; estimated {sum(known) / 3600:.2f} hours of pretraining for the {len(to_run)} to run"
+    else:
+        line += f"; estimated {sum(known) / 3600:.2f} hours of pretraining for {len(known)} of the {len(to_run)} to run, the other {len(to_run) - len(known)} unknown (not in this total)"
+    console.print(line + ".", highlight=False)
+    uncounted = sorted({p.dataset for p in to_run if p.images is None})
+    if uncounted:
+        console.print(f"The pretraining split of {', '.join(uncounted)} is counted when its files are in the data root (--data-root).", highlight=False)
+    unmeasured: dict = {}
+    for p in to_run:
+        if p.throughput is None:
+            unmeasured.setdefault(throughput_key(pretrain_stage(p.cfg)[0]), p)  # the first row of each key
+    if unmeasured:
+        console.print("A run without a throughput gets one from a bench on this device, which the estimate then uses:", highlight=False)
+        for p in unmeasured.values():
+            console.print(f"  {bench_command(p, device_option)}", highlight=False, soft_wrap=True)
+
+
 class ListWhat(str, Enum):
     methods = "methods"
     datasets = "datasets"
@@ -370,22 +435,20 @@ class ListWhat(str, Enum):
 @app.command("list")
 def list_(
     what: ListWhat = typer.Argument(..., help="methods, datasets, experiments or runs."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="With methods: each method's parameters and recipe on this dataset.", show_default=False),
     runs_dir: Optional[Path] = RunsDir,
 ) -> None:
     """List the registered methods, the datasets, the paper tables, or the finished stages in the run store."""
+    if dataset is not None and what is not ListWhat.methods:
+        fail("--dataset goes with `list methods` only")
     if what is ListWhat.methods:
-        from .config import to_dict
-        from .methods import METHODS
-
-        table = Table("method", "parameters (defaults)", "description")
-        for entry in METHODS.values():
-            table.add_row(entry.name, ", ".join(f"{k}={v}" for k, v in to_dict(entry.params()).items()), entry.description)
+        table = _methods_table(dataset)
     elif what is ListWhat.datasets:
         from .data.registry import DATASETS
 
         table = Table("dataset", "classes", "px", "pretrain / train / test", "transfer to", "source", "description")
         for spec in DATASETS.values():
-            sizes = " / ".join(f"{spec.split_sizes[s]:,}" if s in spec.split_sizes else "?" for s in ("pretrain", "train", "test"))
+            sizes = " / ".join(f"{spec.split_sizes[s]:,}" if s in spec.split_sizes else "counted at load" for s in ("pretrain", "train", "test"))
             table.add_row(spec.name, str(spec.num_classes), str(spec.image_size), sizes, spec.transfer_target or "—", "built-in" if spec.builtin else "data root", spec.description)
     elif what is ListWhat.experiments:
         from .published import load_published
@@ -399,16 +462,130 @@ def list_(
             missing = sum(numbers[i].value is None for i in ids if i in numbers)
             table.add_row(name, str(len(t.rows)), ", ".join(t.datasets), str(len(t.rows) * len(t.datasets)), f"{len(ids) - missing} ({missing})", t.title)
     else:
+        from .provenance import run_descriptions
         from .store import RunStore
 
-        table = Table("stage", "key", "method", "dataset", "backbone", "epochs", "seed", "evaluated on", "accuracy", "finished")
+        table = Table("stage", "key", "method", "dataset", "backbone", "epochs", "seed", "changed from the recipe", "evaluated on", "accuracy", "finished")
         store = RunStore(runs_dir or default_runs_dir())
-        for r in store.ledger():
+        finished, failed = list(store.ledger()), list(store.ledger(failed=True))
+        changes = run_descriptions([*finished, *failed])
+        for r in finished:
             accuracy = r["metrics"].get("test_accuracy")
-            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), r.get("eval_dataset", "—"), f"{accuracy:.2f}" if accuracy is not None else "—", r["finished_at"])
-        for r in store.ledger(failed=True):
-            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), "—", "[red]failed[/]", r["finished_at"])
+            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), escape(changes.get(r["key"]) or "—"), r.get("eval_dataset", "—"), f"{accuracy:.2f}" if accuracy is not None else "—", r["finished_at"])
+        for r in failed:
+            table.add_row(r["stage"], r["key"], r["method"], r["dataset"], r["backbone"], str(r["epochs"]), str(r["seed"]), escape(changes.get(r["key"]) or "—"), "—", "[red]failed[/]", r["finished_at"])
     console.print(table)
+
+
+def _methods_table(dataset: Optional[str]) -> Table:
+    """Every method with its parameters: the dataclass defaults, or with a dataset the values its
+    recipe gives there, and the main settings of that recipe."""
+    from .config import to_dict
+    from .methods import METHODS
+    from .provenance import format_value
+    from .recipes import resolve_config
+
+    if dataset is None:
+        table = Table("method", "parameters (defaults)", "description")
+        for entry in METHODS.values():
+            table.add_row(entry.name, ", ".join(f"{k}={format_value(v)}" for k, v in to_dict(entry.params()).items()), entry.description)
+        return table
+    table = Table("method", f"parameters on {dataset}", f"recipe on {dataset}", title=f"The methods as `run --dataset {dataset}` runs them (hardneg-bench config --method M --dataset {dataset}: every key and its source)")
+    for entry in METHODS.values():
+        try:
+            cfg = resolve_config(entry.name, dataset)
+        except ConfigError as err:
+            fail(str(err))
+        p, m = cfg.pretrain, cfg.model
+        recipe = f"{m.backbone}, {p.epochs} epochs, batch {p.batch_size}, {p.optimizer.name} lr {format_value(p.optimizer.lr)}, {p.schedule.name} schedule" + (f", BatchNorm in {m.bn_splits} groups" if m.bn_splits > 1 else "")
+        table.add_row(entry.name, ", ".join(f"{k}={format_value(v)}" for k, v in to_dict(cfg.method_params).items()), recipe)
+    return table
+
+
+class ConfigFormat(str, Enum):
+    table = "table"
+    yaml = "yaml"
+
+
+@app.command("config")
+def config_(
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Method name (hardneg-bench list methods)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (hardneg-bench list datasets)."),
+    epochs: Optional[int] = typer.Option(None, help="Pretraining epochs (pretrain.epochs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size)."),
+    backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (seed)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key (repeatable)."),
+    key: Optional[str] = typer.Option(None, "--key", "-k", help="Instead: a finished stage's key (or its start) from `list runs`: its stored config beside the recipe's.", show_default=False),
+    format: ConfigFormat = typer.Option(ConfigFormat.table, "--format", "-f", help="table, or yaml (with each key's source as a comment: a file --config reads)."),
+    runs_dir: Optional[Path] = RunsDir,
+) -> None:
+    """The fully resolved config of `run` with the same options, each key with the layer that set
+    it (default, a method or dataset recipe, --config, a flag, --set); with --key, a finished
+    stage's config and the keys in which it differs from its recipe. Runs nothing."""
+    if key is not None:
+        _stage_config(key, format, runs_dir)
+        return
+    from .recipes import cli_flags, resolve
+
+    resolved = _guarded(lambda: resolve(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_))
+    _print_config(resolved.provenance(), format, f"{resolved.cfg.method} on {resolved.cfg.dataset}: the config `run` would use")
+
+
+def _stage_config(key: str, format: "ConfigFormat", runs_dir: Optional[Path]) -> None:
+    from .config import flatten, to_dict
+    from .provenance import IDENTITY, differences, format_value, recipe
+    from .store import RunStore
+
+    store = RunStore(runs_dir or default_runs_dir())
+    found = store.find(key)
+    if len(found) != 1:
+        fail(f"no finished stage has the key {key!r} in {store.root} (hardneg-bench list runs)" if not found else f"{len(found)} stages start with {key!r}: give more of the key")
+    stage, full = found[0]
+    record = store.read_result(stage, full)
+    changed = differences(stage, record)
+    resolved = recipe(record["method"], record["dataset"]) if record.get("method") else None
+    rows = []
+    for name, value in flatten(to_dict(record.get("config") or {})).items():
+        if name in IDENTITY or changed is None:
+            source = "" if name in IDENTITY else "no recipe to compare with"
+        elif name in changed:
+            source = f"this run (the recipe: {format_value(changed[name][1])})"
+        else:
+            source = f"the recipe ({resolved.sources.get(name, 'default')})" if resolved is not None and stage == "pretrain" else "the recipe"
+        rows.append((name, value, source))
+    _print_config(rows, format, f"{stage} stage {full} ({record.get('method')} on {record.get('dataset')}, seed {record.get('seed')})")
+
+
+def _print_config(rows: list, format: "ConfigFormat", title: str) -> None:
+    """(key, value, source) rows as a table, or as YAML with the sources as comments."""
+    from .provenance import format_value
+
+    if format is ConfigFormat.yaml:
+        _emit(_commented_yaml(rows, title))
+        return
+    table = Table("key", "value", "set by", title=title)
+    for name, value, source in rows:
+        table.add_row(escape(name), escape(format_value(value)), escape(source))
+    console.print(table)
+
+
+def _commented_yaml(rows: list, title: str) -> str:
+    """``rows`` of (dotted key, value, comment) as nested YAML, each leaf commented."""
+    import yaml
+
+    lines, opened = [f"# {title}"], []
+    for name, value, comment in rows:
+        *parents, leaf = name.split(".")
+        common = next((i for i, (a, b) in enumerate(zip(opened, parents)) if a != b), min(len(opened), len(parents)))
+        opened = opened[:common]
+        for part in parents[common:]:
+            lines.append(f"{'  ' * len(opened)}{part}:")
+            opened.append(part)
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()
+        lines.append(f"{'  ' * len(opened)}{leaf}: {text}" + (f"  # {comment}" if comment else ""))
+    return "\n".join(lines)
 
 
 def main() -> None:

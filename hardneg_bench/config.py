@@ -1,10 +1,9 @@
 """Typed run configuration: plain YAML mapped onto dataclasses, validated, hashed.
 
-A run's config is resolved in layers, each a YAML mapping merged over the previous one:
-the dataclass defaults, the dataset recipe (``experiments/datasets/<dataset>.yaml``), the method
-recipe (``experiments/methods/<method>.yaml``, its ``common`` block then its block for the dataset),
-the user's ``--config FILE``, the command-line flags, then each ``--set key=value``.
-Any unknown key or badly typed value is a :class:`ConfigError` whose message names the key.
+A run's config is resolved in layers (:mod:`hardneg_bench.recipes` lists them), each a YAML
+mapping merged over the previous one by :func:`merge_layers`, which also records which layer set
+each key; keys no layer sets keep the dataclass defaults. Any unknown key or badly typed value is a
+:class:`ConfigError` whose message names the key.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -316,15 +315,46 @@ def config_key(payload: Any) -> str:
 # Layers: YAML files, --set overrides, merging
 
 
-def deep_merge(base: Mapping, override: Mapping) -> dict:
-    """``override`` merged into a copy of ``base``; nested mappings merge, everything else replaces."""
+def deep_merge(base: Mapping, override: Mapping, replaced: Callable[[tuple[str, ...], Any], None] | None = None, _path: tuple[str, ...] = ()) -> dict:
+    """``override`` merged into a copy of ``base``; nested mappings merge, everything else replaces.
+    ``replaced(path, value)`` is told of every key path whose value the override replaced."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value, replaced, (*_path, str(key)))
         else:
             merged[key] = value
+            if replaced is not None:
+                replaced((*_path, str(key)), value)
     return merged
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of nested mappings by dotted key (``{'a': {'b': 1}}`` -> ``{'a.b': 1}``); lists
+    and other values are leaves, an empty mapping has none."""
+    if not isinstance(data, Mapping):
+        return {prefix: data}
+    leaves: dict[str, Any] = {}
+    for key, value in data.items():
+        leaves.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return leaves
+
+
+def merge_layers(layers: Iterable[tuple[str, Mapping]]) -> tuple[dict, dict[str, str]]:
+    """The layers ``(source, mapping)`` merged in order, and for every leaf key of the result the
+    source of the layer that set it."""
+    merged: dict = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+
+        def replaced(path: tuple[str, ...], value: Any, source: str = source) -> None:
+            dotted = ".".join(path)
+            for key in [k for k in sources if k == dotted or k.startswith(dotted + ".")]:
+                del sources[key]
+            sources.update({key: source for key in flatten(value, dotted)})
+
+        merged = deep_merge(merged, layer, replaced)
+    return merged, sources
 
 
 class _YamlLoader(yaml.SafeLoader):

@@ -2,7 +2,7 @@
 
 Layers, each merged over the previous one:
 
-1. the dataclass defaults (:mod:`hardneg_bench.config`);
+1. the dataclass defaults (:mod:`hardneg_bench.config`), for every key no layer below sets;
 2. ``experiments/methods/<method>.yaml``, its ``common`` block: the method's official recipe
    (objective parameters, backbone, optimizer, schedule, epochs, batch, augmentations), merged
    over the recipe it ``extends`` if it names one;
@@ -13,16 +13,19 @@ Layers, each merged over the previous one:
 5. the user's ``--config FILE``;
 6. the command-line flags (``--epochs``, ``--batch-size``, ``--backbone``, ``--seed``);
 7. each ``--set key=value``, in order.
+
+:func:`resolve` also says which layer set each key (``hardneg-bench config`` prints it); the
+merge itself, and that record, are :func:`hardneg_bench.config.merge_layers`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, RunConfig, deep_merge, from_dict, load_yaml, parse_override
+from .config import ConfigError, RunConfig, deep_merge, flatten, from_dict, load_yaml, merge_layers, parse_override, to_dict
 from .data.registry import get_dataset
 from .methods import get_method
 from .models import BACKBONES
@@ -37,24 +40,83 @@ def experiments_dir() -> Path:
     return Path(str(resources.files("hardneg_bench") / "experiments"))
 
 
-def method_recipe(method: str, dataset: str) -> tuple[dict, dict]:
-    """The method's (common, per-dataset) recipe layers; a recipe that ``extends`` another
-    (e.g. HCL extends SimCLR) is merged over that one's layers."""
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a run's config: where its keys come from, and the keys (nested YAML data)."""
+
+    source: str
+    values: dict
+
+
+DEFAULT = "default"
+"""The source of a key that no layer sets: the dataclass default (:mod:`hardneg_bench.config`, or
+the method's parameter dataclass for ``method_params``)."""
+
+
+def method_layers(method: str, dataset: str) -> tuple[list[Layer], list[Layer]]:
+    """The method's recipe layers: its ``common`` block and its ``datasets.<dataset>`` block, each
+    after those of the recipe it ``extends`` (e.g. HCL extends SimCLR)."""
     path = experiments_dir() / "methods" / f"{method}.yaml"
     recipe = load_yaml(path) if path.is_file() else {}
     unknown = set(recipe) - {"extends", "common", "datasets"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected extends, common, datasets)")
-    common, per_dataset = method_recipe(recipe["extends"], dataset) if "extends" in recipe else ({}, {})
+    common, per_dataset = method_layers(recipe["extends"], dataset) if "extends" in recipe else ([], [])
+    name = f"methods/{method}.yaml"
     return (
-        deep_merge(common, recipe.get("common") or {}),
-        deep_merge(per_dataset, (recipe.get("datasets") or {}).get(dataset) or {}),
+        [*common, Layer(f"{name} common", recipe.get("common") or {})],
+        [*per_dataset, Layer(f"{name} datasets.{dataset}", (recipe.get("datasets") or {}).get(dataset) or {})],
     )
 
 
 def dataset_recipe(dataset: str) -> dict:
     path = experiments_dir() / "datasets" / f"{dataset}.yaml"
     return load_yaml(path) if path.is_file() else {}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A run's config and where each of its keys came from."""
+
+    cfg: RunConfig
+    sources: dict[str, str]
+    """Dotted key -> the source of the layer that set it (keys absent here are defaults)."""
+
+    def provenance(self) -> list[tuple[str, Any, str]]:
+        """Every leaf key of the config, in the config's order: (key, value, source)."""
+        return [(key, value, self.sources.get(key, DEFAULT)) for key, value in flatten(to_dict(self.cfg)).items()]
+
+
+def resolve(
+    method: str | None = None,
+    dataset: str | None = None,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] = (),
+) -> Resolved:
+    """The full run config and each key's layer; a :class:`ConfigError` names the first bad key
+    or value."""
+    user = load_yaml(config_file) if config_file else {}
+    chosen = {"method": method or user.get("method"), "dataset": dataset or user.get("dataset")}
+    if not chosen["method"] or not chosen["dataset"]:
+        raise ConfigError("both a method and a dataset are needed (--method, --dataset, or keys in --config)")
+    entry, spec = get_method(chosen["method"]), get_dataset(chosen["dataset"])
+    common, per_dataset = method_layers(entry.name, spec.name)
+    layers = [
+        *common,
+        Layer(f"datasets/{spec.name}.yaml", dataset_recipe(spec.name)),
+        *per_dataset,
+        Layer(f"--config {config_file}", user),
+        Layer("command-line flag", flags or {}),
+        *(Layer(f"--set {text}", parse_override(text)) for text in overrides),
+    ]
+    raw, sources = merge_layers((layer.source, layer.values) for layer in layers)
+    raw.update(method=entry.name, dataset=spec.name)
+    sources.update({key: f"--{key}" if given else f"--config {config_file}" for key, given in (("method", method), ("dataset", dataset))})
+    params = from_dict(entry.params, raw.pop("method_params", None), "method_params")
+    cfg = replace(from_dict(RunConfig, raw), method_params=params)
+    check_across(cfg)
+    return Resolved(cfg, sources)
 
 
 def resolve_config(
@@ -64,24 +126,8 @@ def resolve_config(
     flags: dict[str, Any] | None = None,
     overrides: list[str] = (),
 ) -> RunConfig:
-    """The full run config; a :class:`ConfigError` names the first bad key or value."""
-    user = load_yaml(config_file) if config_file else {}
-    method = method or user.get("method")
-    dataset = dataset or user.get("dataset")
-    if not method or not dataset:
-        raise ConfigError("both a method and a dataset are needed (--method, --dataset, or keys in --config)")
-    entry, spec = get_method(method), get_dataset(dataset)
-    method_common, method_for_dataset = method_recipe(entry.name, spec.name)
-    raw: dict = {}
-    for layer in (method_common, dataset_recipe(spec.name), method_for_dataset, user, flags or {}):
-        raw = deep_merge(raw, layer)
-    for text in overrides:
-        raw = deep_merge(raw, parse_override(text))
-    raw.update(method=entry.name, dataset=spec.name)
-    params = from_dict(entry.params, raw.pop("method_params", None), "method_params")
-    cfg = replace(from_dict(RunConfig, raw), method_params=params)
-    check_across(cfg)
-    return cfg
+    """The full run config (:func:`resolve` without the sources)."""
+    return resolve(method, dataset, config_file, flags, overrides).cfg
 
 
 def check_across(cfg: RunConfig) -> None:

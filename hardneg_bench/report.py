@@ -15,6 +15,7 @@ from rich.table import Table
 from tabulate import tabulate
 
 from .config import ConfigError
+from .provenance import encoder_changes
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 ROW = ["method", "dataset", "backbone", "epochs"]
@@ -31,14 +32,16 @@ def _column(record: dict) -> str | None:
 
 
 def results_frame(records: Iterable[dict]) -> pd.DataFrame:
-    """One row per evaluation record (the last record of each stage key wins)."""
+    """One row per evaluation record (the last record of each stage key wins); ``changes``: how
+    its encoder's pretraining differs from the recipe (:mod:`hardneg_bench.provenance`)."""
     latest = {(r["stage"], r["key"]): r for r in records}
+    changes = encoder_changes(latest.values())
     rows = [
-        {**{k: r[k] for k in ROW}, "group": r["group"], "seed": r["seed"], "column": _column(r), "accuracy": r["metrics"]["test_accuracy"]}
+        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": _column(r), "accuracy": r["metrics"]["test_accuracy"]}
         for r in latest.values()
         if _column(r)
     ]
-    return pd.DataFrame(rows, columns=[*ROW, "group", "seed", "column", "accuracy"])
+    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "column", "accuracy"])
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -53,14 +56,16 @@ def _cell(mean: float, std: float, count: int) -> str:
 
 
 def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows = encoder configurations, columns = evaluations, cells = formatted accuracies. When
-    two configurations share a method/dataset/backbone/epochs label, a ``config`` column (the
-    configuration's hash) tells them apart."""
+    """Rows = encoder configurations, columns = evaluations, cells = formatted accuracies. A
+    method that ran with keys changed from its recipe names them, ``hcl (method_params.beta=2.0)``;
+    when two configurations still share a label, a ``config`` column (the hash) tells them apart."""
     stats = summary(frame)
     stats["cell"] = [_cell(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
     wide = stats.pivot_table(index=[*ROW, "group"], columns="column", values="cell", aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
     columns = sorted(c for c in wide.columns if c not in [*ROW, "group"])
+    changes = wide["group"].map(frame.drop_duplicates("group").set_index("group")["changes"])
+    wide["method"] = [f"{method} ({changed})" if changed else method for method, changed in zip(wide["method"], changes)]
     ambiguous = wide.duplicated(subset=ROW, keep=False).any()
     keep = [*ROW, *(["group"] if ambiguous else []), *columns]
     return wide[keep].rename(columns={"group": "config"}).fillna("—")

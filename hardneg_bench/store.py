@@ -6,6 +6,7 @@ Layout under the store root::
     <stage>/<key>/result.json     written last: its presence means the stage finished
     <stage>/<key>/...             stage files (checkpoint.pt, encoder.pt, metrics.csv)
     ledger.jsonl                  one JSON record per finished stage, appended
+    bench.jsonl                   what each ``hardneg-bench bench`` run measured, appended
 
 Every file is written atomically (temporary file in the same folder, fsync, rename), so a killed
 process leaves either the old file or the new one, never a partial one. A file that cannot be
@@ -19,6 +20,7 @@ once; the operating system releases the lock of a killed process.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import io
 import json
@@ -27,7 +29,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import yaml
@@ -144,12 +146,19 @@ class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.ledger_path = self.root / "ledger.jsonl"
+        self.bench_path = self.root / "bench.jsonl"
 
     def stage_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
     def is_done(self, stage: str, key: str) -> bool:
         return (self.stage_dir(stage, key) / "result.json").is_file()
+
+    def find(self, prefix: str) -> list[tuple[str, str]]:
+        """(stage, key) of every finished stage whose key starts with ``prefix``."""
+        if not prefix or not self.root.is_dir():
+            return []
+        return sorted((marker.parent.parent.name, marker.parent.name) for marker in self.root.glob(f"*/{glob.escape(prefix)}*/result.json"))
 
     def read_result(self, stage: str, key: str) -> dict:
         return json.loads((self.stage_dir(stage, key) / "result.json").read_text())
@@ -184,46 +193,65 @@ class RunStore:
             lock.release()
 
     def append_ledger(self, record: dict, unless_present: bool = False) -> None:
-        """Append one record as one line, under a lock so concurrent runs never interleave. A torn
-        last line left by a killed writer is ended first, so it never swallows the new record.
-        ``unless_present``: only if no finished record of the same stage and key is there yet (a
-        stage whose process was killed between its result.json and its ledger line)."""
+        """Append one record as one line (:func:`append_jsonl`). ``unless_present``: only if no
+        finished record of the same stage and key is there yet (a stage whose process was killed
+        between its result.json and its ledger line)."""
         def present() -> bool:
             return any((r["stage"], r["key"]) == (record["stage"], record["key"]) for r in self.ledger())
 
         if unless_present and present():  # the usual case needs no lock (and works on a read-only store)
             return
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(self.ledger_path) + ".lock"):
-                if unless_present and present():
-                    return
-                fd = os.open(self.ledger_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    size = os.fstat(fd).st_size
-                    if size and os.pread(fd, 1, size - 1) != b"\n":
-                        line = b"\n" + line
-                    half = len(line) // 2
-                    os.write(fd, line[:half])
-                    failpoint("ledger")
-                    os.write(fd, line[half:])
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        except OSError as err:
-            raise _store_error(self.ledger_path, err) from err
+        append_jsonl(self.ledger_path, record, present if unless_present else None)
 
     def ledger(self, failed: bool = False) -> Iterator[dict]:
         """The finished stages' records, oldest first (``failed``: the failed ones instead); torn
         lines (a killed writer) are skipped."""
-        if not self.ledger_path.is_file():
-            return
-        with self.ledger_path.open() as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if (record.get("status") == "failed") == failed:
-                    yield record
+        for record in read_jsonl(self.ledger_path):
+            if (record.get("status") == "failed") == failed:
+                yield record
+
+    def append_bench(self, figures: dict) -> None:
+        """Keep what one ``bench`` run measured (``reproduce --dry-run`` estimates from it)."""
+        append_jsonl(self.bench_path, figures)
+
+    def bench_records(self) -> Iterator[dict]:
+        """Every ``bench`` run's figures, oldest first."""
+        yield from read_jsonl(self.bench_path)
+
+
+def append_jsonl(path: Path, record: dict, skip_if: Callable[[], bool] | None = None) -> None:
+    """Append ``record`` as one JSON line, under a lock so concurrent writers never interleave
+    (unless ``skip_if()``, asked under the lock, says it is there already). A torn last line left
+    by a killed writer is ended first, so it never swallows the new record."""
+    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if skip_if is not None and skip_if():
+                return
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line
+                half = len(line) // 2
+                os.write(fd, line[:half])
+                failpoint("ledger")
+                os.write(fd, line[half:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as err:
+        raise _store_error(path, err) from err
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    """The records of a JSON-lines file, oldest first; torn lines (a killed writer) are skipped."""
+    if not path.is_file():
+        return
+    with path.open() as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue

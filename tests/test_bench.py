@@ -4,6 +4,7 @@ each other, and its FLOP count agrees with an independent count of the model's f
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -35,32 +36,78 @@ def forward_flops_per_view(cfg) -> float:
 
 def test_bench_command_prints_and_writes_consistent_figures(tmp_path):
     out = tmp_path / "bench.json"
-    done = cli("bench", "--method", "simclr", "--dataset", "shapes", "--device", "cpu", "--workers", "0", "--steps", "2", "--warmup", "1", "--probe-images", "64",
+    done = cli("bench", "--method", "simclr", "--dataset", "shapes", "--device", "cpu", "--workers", "0", "--steps", "2", "--rounds", "2", "--warmup", "1", "--probe-images", "64",
                "--peak-tflops", "0.5", "--json", str(out), *(a for s in SMALL for a in ("--set", s)), runs=tmp_path / "runs")
     assert done.returncode == 0, done.stderr
-    for label in ("full (data on the device", "model only", "reference (PIL, 0 workers)", "reference data alone", "GFLOP per image", "MFU"):
+    for label in ("full (data on the device", "model only", "reference (PIL, 0 workers)", "reference data alone", "range over 2 rounds", "GFLOP per image", "MFU"):
         assert label in done.stdout
     f = json.loads(out.read_text())
     sizes = get_dataset("shapes").split_sizes
     assert f["probe_images"] == [64, round(64 * sizes["test"] / sizes["train"])]
-    assert (f["method"], f["dataset"], f["data"], f["batch_size"], f["precision"], f["device"].startswith("cpu")) == ("simclr", "shapes", "synthetic", 16, "fp32", True)
+    assert (f["method"], f["dataset"], f["data"], f["batch_size"], f["precision"], f["device"].startswith("cpu"), f["rounds"]) == ("simclr", "shapes", "synthetic", 16, "fp32", True, 2)
     full, model_only, reference = (f[k]["images_per_s"] for k in ("full", "model_only", "reference"))
     assert f["ratios"] == pytest.approx({"full_over_model_only": full / model_only, "full_over_reference": full / reference})
-    assert f["reference_data_only"]["images_per_s"] > 0  # (no ordering asserted: two tiny timed steps are noise)
-    for timing in (f["full"], f["model_only"], f["reference"]):
+    for timing in (f["full"], f["model_only"], f["reference"], f["reference_data_only"]):
+        low, high = timing["images_per_s_range"]
+        assert len(timing["rounds_images_per_s"]) == 2 and low == min(timing["rounds_images_per_s"]) and high == max(timing["rounds_images_per_s"])
+        assert low <= timing["images_per_s"] <= high and timing["images_per_s"] in timing["rounds_images_per_s"]  # the median round's figure
+    for timing in (f["full"], f["model_only"], f["reference"]):  # every figure of a measurement from its median round
         assert timing["step_ms"] == pytest.approx(1000 * 16 / timing["images_per_s"]) and 0 <= timing["data_wait_fraction"] < 1
+        assert 0 <= timing["data_ms_per_step"] <= timing["step_ms"]
+    assert f["augment_ms_per_step"] == f["full"]["data_ms_per_step"] > 0
     assert f["achieved_tflops"] == pytest.approx(f["flops_per_image"] * full / 1e12) and f["mfu"] == pytest.approx(f["achieved_tflops"] / 0.5)
-    assert f["epoch_seconds"] == pytest.approx(5000 / full) and f["probe_seconds"] > 0 and f["augment_ms_per_step"] > 0 and f["objective_ms_per_step"] > 0
+    assert f["epoch_seconds"] == pytest.approx(5000 / full) and f["probe_seconds"] > 0 and f["objective_ms_per_step"] > 0
+    assert f["objective_ms_range"][0] <= f["objective_ms_per_step"] <= f["objective_ms_range"][1]
     # two views, forward and backward: between 2x and 3x each view's forward FLOPs (the first
     # layer computes no input gradient; the objective adds a little)
     per_view = forward_flops_per_view(resolve_config("simclr", "shapes", overrides=SMALL))
     assert 2 * 2 * per_view <= f["flops_per_image"] <= 2 * 3 * per_view * 1.05
+    # what it measured is kept in the run store, with the config it measured
+    (kept,) = [json.loads(line) for line in (tmp_path / "runs" / "bench.jsonl").read_text().splitlines()]
+    assert kept["full"] == f["full"] and kept["config"]["model"]["backbone"] == "tiny" and kept["config"]["pretrain"]["batch_size"] == 16
+    assert "recorded in" in done.stdout and str(tmp_path / "runs" / "bench.jsonl") in done.stdout
+
+
+def test_a_busy_patch_is_caught_by_the_rounds_and_cannot_make_augmentation_outlast_its_step(monkeypatch):
+    """The machine turns busy halfway (every augmentation from the full pipeline's second round on
+    takes 0.1 s longer), as when another job starts: the figures still agree with each other (the
+    augmentation is part of the full step it was timed in, the ratios are the printed images/s'),
+    and the spread of the full pipeline's rounds says the machine was busy."""
+    import hardneg_bench.bench as bench_module
+    from hardneg_bench.data.augment import BatchAugment
+
+    calls, busy = {"time_steps": 0}, {"on": False}
+    time_steps, augment = bench_module.time_steps, BatchAugment.__call__
+
+    def counted(*args, **kwargs):
+        calls["time_steps"] += 1
+        busy["on"] = calls["time_steps"] > 4  # warm-up full, warm-up model only, round 1 of both
+        return time_steps(*args, **kwargs)
+
+    def slow(self, *args, **kwargs):
+        if busy["on"]:
+            time.sleep(0.1)
+        return augment(self, *args, **kwargs)
+
+    monkeypatch.setattr(bench_module, "time_steps", counted)
+    monkeypatch.setattr(BatchAugment, "__call__", slow)
+    f = bench(resolve_config("simclr", "shapes", overrides=SMALL), get_dataset("shapes"), CPU, steps=2, warmup=1, reference=False, rounds=3)
+    views, steps = 2, 2
+    assert calls["time_steps"] == 2 + 2 * 3
+    # rounds 2 and 3 were slow, so the median round is a slow one: its data part holds the sleeps
+    assert f["augment_ms_per_step"] == f["full"]["data_ms_per_step"] >= 1000 * 0.1 * views
+    assert f["augment_ms_per_step"] <= f["full"]["step_ms"] == pytest.approx(1000 * 16 / f["full"]["images_per_s"])
+    slowest_round = min(f["full"]["rounds_images_per_s"])
+    assert f["full"]["images_per_s_range"][0] == slowest_round < f["full"]["images_per_s_range"][1]
+    assert f["ratios"]["full_over_model_only"] == pytest.approx(f["full"]["images_per_s"] / f["model_only"]["images_per_s"])
+    assert any(w.startswith("full pipeline:") and "the machine was busy" in w for w in f["warnings"]), f["warnings"]
+    assert steps * 16 / slowest_round >= views * steps * 0.1  # (the slow rounds really slept)
 
 
 @pytest.mark.parametrize("method,negatives", [("moco-v2", "queue_size"), ("ir", "n_negatives")])
 def test_bench_times_queue_and_bank_methods(method, negatives):
     cfg = resolve_config(method, "shapes", overrides=SMALL)
-    f = bench(cfg, get_dataset("shapes"), CPU, steps=2, warmup=1, reference=False)
+    f = bench(cfg, get_dataset("shapes"), CPU, steps=2, warmup=1, reference=False, rounds=1)
     assert "reference" not in f and "reference_data_only" not in f and set(f["ratios"]) == {"full_over_model_only"} and f["mfu"] is None
     per_view = forward_flops_per_view(cfg)
     # the query view forward and backward (2-3x its forward); MoCo's key view forward only; the

@@ -57,5 +57,7 @@ IMAGENET100 = DatasetSpec(
     mean=(0.485, 0.456, 0.406),  # ImageNet-1k training statistics (torchvision's reference models)
     std=(0.229, 0.224, 0.225),
     load=load,
-    split_sizes={"test": 5_000},  # 50 validation images per class; train sizes vary per class (~1.3k)
+    # 50 validation images per class; the training split is not fixed (ImageNet-1k has 732 to 1,300
+    # images per class): it is counted from the folder when loaded (reproduce --dry-run does so)
+    split_sizes={"test": 5_000},
 )
