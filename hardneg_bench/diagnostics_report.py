@@ -100,8 +100,9 @@ def diagnostics_chart(frame: pd.DataFrame):
         rate_ax.plot(chance.index, chance.to_numpy(), color="0.55", linestyle=(0, (4, 2)), linewidth=1.5, marker="_", markersize=12, label="random negative (mean)")
         rate_ax.set(title=f"{dataset}: hardest negative shares the class", xlabel="epoch", ylabel="%")
         cos_ax.set(title=f"{dataset}: cosine of the hardest negative", xlabel="epoch", ylabel="cosine", ylim=(min(0.0, math.floor(part[COSINE].min() * 10) / 10), 1.0))
-        for ax in (rate_ax, cos_ax):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in (rate_ax, cos_ax):  # whole epochs, half an epoch of margin (one epoch is one point)
+            ax.set_xlim(part["epoch"].min() - 0.5, part["epoch"].max() + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         legend.update(zip(*reversed(rate_ax.get_legend_handles_labels())))
     fig.legend(legend.values(), legend.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False)
     fig.tight_layout()
