@@ -110,6 +110,7 @@ def run(
     cfg = _guarded(lambda: resolve_config(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_))
     root = _data_root(data_root)
     runtime = _guarded(lambda: _runtime(device, workers, progress, compile_))
+    _say_runs_as(cfg)
     records = _guarded(lambda: Pipeline(cfg, RunStore(runs_dir or default_runs_dir()), runtime, root, download).run())
     if distributed.is_main():
         console.print(render(results_frame(records), "table"))
@@ -220,8 +221,37 @@ def _emit(out) -> None:
         console.print(out)
 
 
-def _reproduce_command(table: str, seeds: int, overrides: List[str]) -> str:
-    return " ".join([f"hardneg-bench reproduce {table} --seeds {seeds}", *(f"--set {o}" for o in overrides)])
+def _say_runs_as(cfg) -> None:
+    """One line before a run whose settings switch its method's distinctive part off."""
+    from . import distributed
+    from .pipeline import runs_as_label
+    from .report import runs_as_line
+
+    found = runs_as_label(cfg)
+    if found is not None and distributed.is_main():
+        console.print(runs_as_line(cfg.method, found), highlight=False, soft_wrap=True)
+
+
+ResultsDir = typer.Option(
+    None, "--results-dir", help="Where the tables' markdown and PNG go (default: results/ in the run store; the repository's results/ only when named here).", show_default=False
+)
+
+
+def _results_dir(results_dir: Optional[Path], store) -> Path:
+    return results_dir if results_dir is not None else store.root / "results"
+
+
+def _write(writes, stream: Console) -> None:
+    """Do ``writes()`` (results_files outcomes) and print one line for each: where it wrote, or
+    why it kept the file there; a write that fails is one error line, exit 1."""
+    from .store import StoreError
+
+    try:
+        outcomes = writes()
+    except (StoreError, OSError) as err:
+        fail(str(err), code=1)
+    for outcome in outcomes:
+        stream.print(outcome.message, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -232,13 +262,14 @@ def report(
     diagnostics: bool = typer.Option(False, "--diagnostics", help="The hardness diagnostics of every pretraining (false-negative rate of the hardest negatives, their similarity) and a plot over epochs."),
     set_: List[str] = typer.Option([], "--set", "-s", help="The overrides the tables were reproduced with (reproduce --set)."),
     published: Optional[Path] = PublishedFile,
-    write: bool = typer.Option(True, "--write/--no-write", help="Write results/<table>.md and its PNG chart for each table shown."),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where --write puts the tables."),
+    write: bool = typer.Option(True, "--write/--no-write", help="Write <table>.md and its PNG chart for each table shown (the diagnostics plot with --diagnostics), never over a file that shows more results."),
+    results_dir: Optional[Path] = ResultsDir,
     runs_dir: Optional[Path] = RunsDir,
 ) -> None:
     """The paper tables re-run so far (ours beside the published number and the delta), or with
     --runs every finished run; read from the ledger only. Without a table that has results, the
-    runs are shown."""
+    runs are shown. Writes each table with results (and the diagnostics plot) under results/ in
+    the run store, and says where on stderr."""
     from .report import FORMATS, render, results_frame
     from .store import RunStore
     from .table_report import has_results, render_table, table_cells, write_results
@@ -246,11 +277,13 @@ def report(
 
     if format not in FORMATS:
         fail(f"unknown report format {format!r} (known: {', '.join(FORMATS)})")
+    store = RunStore(runs_dir or default_runs_dir())
+    out_dir = _results_dir(results_dir, store) if write else None
     if diagnostics:
-        _diagnostics_report(RunStore(runs_dir or default_runs_dir()).ledger(), format, results_dir if write else None)
+        _diagnostics_report(store.ledger(), format, out_dir)
         return
     try:
-        records = list(RunStore(runs_dir or default_runs_dir()).ledger())
+        records = list(store.ledger())
         shown = []
         if not runs:
             numbers = _published(published)
@@ -263,9 +296,10 @@ def report(
         fail(str(err))
     if shown:
         for paper_table, cells in shown:
-            _emit(render_table(paper_table, cells, format))
-            if write:
-                write_results(paper_table, cells, results_dir, _reproduce_command(paper_table.name, max((c.n for c in cells), default=1) or 1, set_))
+            _emit(render_table(paper_table, cells, format, set_))
+            if out_dir is not None:
+                seeds = max((c.n for c in cells), default=0) or 1
+                _write(lambda: write_results(paper_table, cells, out_dir, seeds, set_), Console(stderr=True))
         return
     frame = results_frame(records)
     if frame.empty:
@@ -274,27 +308,32 @@ def report(
 
 
 def _diagnostics_report(ledger, format: str, results_dir: Optional[Path]) -> None:
-    from .diagnostics_report import diagnostics_chart, diagnostics_frame, last_epoch_summary
+    from .diagnostics_report import diagnostics_chart, diagnostics_frame, formatted, last_epoch_summary, pretrainings, rounded
+    from .report import json_records, latex_table
+    from .results_files import save_figure, write_unless_fewer
 
     frame = diagnostics_frame(ledger)
     if frame.empty:
         fail("no pretraining in the run store logged hardness diagnostics (they need a labelled dataset)", code=1)
-    summary = last_epoch_summary(frame)
+    summary = formatted(last_epoch_summary(frame))
     if format == "csv":
-        _emit(frame.to_csv(index=False))
+        _emit(rounded(frame).to_csv(index=False))
     elif format == "json":
-        _emit(frame.to_json(orient="records", indent=1))
-    elif format in ("markdown", "latex"):
-        _emit(tabulate(summary, headers="keys", tablefmt="github" if format == "markdown" else "latex_booktabs", showindex=False, floatfmt=".3f"))
+        _emit(json_records(rounded(frame)))
+    elif format == "markdown":
+        _emit(tabulate(summary, headers="keys", tablefmt="github", showindex=False, disable_numparse=True))
+    elif format == "latex":
+        _emit(latex_table(summary, ["method", "dataset", "backbone"]))
     else:
-        table = Table(*summary.columns, title="Hardness diagnostics at the last epoch (mean over seeds)")
+        table = Table(title="Hardness diagnostics at the last epoch (mean over seeds)")
+        for name in summary.columns:
+            table.add_column(name, justify="left" if name in ("method", "dataset", "backbone") else "right")
         for row in summary.itertuples(index=False):
-            table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*row)
         console.print(table)
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        diagnostics_chart(frame, results_dir / "diagnostics.png")
-        Console(stderr=True).print(f"wrote {results_dir / 'diagnostics.png'}", highlight=False)
+        count = pretrainings(frame)
+        _write(lambda: [write_unless_fewer(results_dir / "diagnostics.png", count, lambda path: save_figure(diagnostics_chart(frame), path, count))], Console(stderr=True))
 
 
 @app.command("published")
@@ -338,7 +377,7 @@ def reproduce(
     runs_dir: Optional[Path] = RunsDir,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key in every row (repeatable)."),
     published: Optional[Path] = PublishedFile,
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Where the table's markdown and PNG are written."),
+    results_dir: Optional[Path] = ResultsDir,
     download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
     workers: int = Workers,
     progress: bool = Progress,
@@ -371,13 +410,14 @@ def reproduce(
         if p.status == "cached":
             continue
         console.print(f"[bold]{paper_table.name}[/]: {p.row.label} on {p.dataset}, seed {p.seed}")
+        _say_runs_as(p.cfg)
         _guarded(lambda: Pipeline(p.cfg, store, runtime, root, download).run())
     if not distributed.is_main():
         return
     cells = table_cells(paper_table, store.ledger(), numbers, set_)
-    _emit(render_table(paper_table, cells, "table"))
-    for path in write_results(paper_table, cells, results_dir, _reproduce_command(paper_table.name, seeds, set_)):
-        console.print(f"wrote {path}")
+    _emit(render_table(paper_table, cells, "table", set_))
+    most = max([seeds, *(c.n for c in cells)])  # earlier runs may have added seeds
+    _write(lambda: write_results(paper_table, cells, _results_dir(results_dir, store), most, set_), console)
 
 
 def _print_plan(paper_table, planned: list, device: str, device_option: str, data_root: Path) -> None:

@@ -30,6 +30,7 @@ from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, 
 from .engine.pretrain import ENCODER, TrainingDiverged, load_encoder, pretrain, save_random_init
 from .engine.trainer import encoder_spec
 from .engine.runtime import Runtime
+from .methods.registry import runs_as
 from .store import RunStore
 
 RANDOM_INIT = "random-init"
@@ -54,11 +55,28 @@ def environment() -> dict:
     }
 
 
+def runs_as_label(cfg: RunConfig) -> dict | None:
+    """``{"method", "why"}`` when ``cfg``'s settings switch its method's distinctive part off over
+    its epochs, so that it trains another method's objective (MoCHi inside its warm-up is MoCo-v2);
+    None otherwise."""
+    found = runs_as(cfg.method, cfg.method_params, cfg.pretrain.epochs)
+    return None if found is None else {"method": found[0], "why": found[1]}
+
+
 def pretrain_stage(cfg: RunConfig) -> tuple[dict, dict]:
     """The pretraining stage's config (its key is the hash) and its report label; the label's
-    ``group`` is the key without the seed, shared by every seed of one configuration."""
+    ``group`` is the key without the seed, shared by every seed of one configuration, and its
+    ``runs_as`` is :func:`runs_as_label` (every evaluation of the encoder inherits the label)."""
     config = {k: to_dict(getattr(cfg, k)) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
-    label = {"method": cfg.method, "dataset": cfg.dataset, "backbone": cfg.model.backbone, "epochs": cfg.pretrain.epochs, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
+    label = {
+        "method": cfg.method,
+        "dataset": cfg.dataset,
+        "backbone": cfg.model.backbone,
+        "epochs": cfg.pretrain.epochs,
+        "seed": cfg.seed,
+        "group": config_key({**config, "seed": None}),
+        "runs_as": runs_as_label(cfg),
+    }
     return config, label
 
 

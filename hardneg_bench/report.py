@@ -2,13 +2,17 @@
 
 One row per pretrained encoder configuration (method, dataset, backbone, epochs; seeds
 aggregated), one column per evaluation: linear probe and kNN on the pretraining dataset,
-linear probe on each transfer dataset. A cell is ``mean ± std (n)`` over seeds, test accuracy in %.
+linear probe on each transfer dataset. A cell is test accuracy in %: ``mean ± std (n seeds)`` over
+seeds, or ``value (1 seed)`` (one seed has no spread: its std is null in CSV and JSON). A run whose
+settings switch its method's distinctive part off (its ledger label's ``runs_as``) is marked ‡.
+Numbers in CSV and JSON are rounded to 2 decimals, the resolution of an accuracy in % on 10,000 test
+images.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import pandas as pd
 from rich.table import Table
@@ -19,6 +23,11 @@ from .provenance import encoder_changes
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 ROW = ["method", "dataset", "backbone", "epochs"]
+MISSING = "—"
+RUNS_AS = "‡"
+"""Marks a result whose run trained another method's objective (see its note)."""
+DECIMALS = 2
+"""Accuracies (%) in CSV and JSON: 0.01 points is one image in 10,000."""
 
 
 def _column(record: dict) -> str | None:
@@ -31,28 +40,91 @@ def _column(record: dict) -> str | None:
     return None
 
 
+def _runs_as(record: dict) -> dict:
+    found = record.get("runs_as") or {}  # absent in records written before the label had it
+    return {"runs_as": found.get("method"), "runs_as_why": found.get("why")}
+
+
 def results_frame(records: Iterable[dict]) -> pd.DataFrame:
     """One row per evaluation record (the last record of each stage key wins); ``changes``: how
     its encoder's pretraining differs from the recipe (:mod:`hardneg_bench.provenance`)."""
     latest = {(r["stage"], r["key"]): r for r in records}
     changes = encoder_changes(latest.values())
     rows = [
-        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": _column(r), "accuracy": r["metrics"]["test_accuracy"]}
+        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": _column(r), "accuracy": r["metrics"]["test_accuracy"], **_runs_as(r)}
         for r in latest.values()
         if _column(r)
     ]
-    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "column", "accuracy"])
+    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "column", "accuracy", "runs_as", "runs_as_why"])
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count over seeds for every (row, column)."""
+    """Mean, sample std (NaN for one seed) and count over seeds for every (row, column), rounded
+    to :data:`DECIMALS`, with the configuration's changes from its recipe and its ``runs_as``."""
     stats = frame.groupby([*ROW, "group", "column"], sort=False)["accuracy"].agg(["mean", "std", "count"]).reset_index()
-    stats["std"] = stats["std"].fillna(0.0)
+    stats[["mean", "std"]] = stats[["mean", "std"]].round(DECIMALS)
+    per_group = frame.drop_duplicates("group").set_index("group")
+    for name in ("changes", "runs_as", "runs_as_why"):
+        stats[name] = stats["group"].map(per_group[name])
     return stats
 
 
-def _cell(mean: float, std: float, count: int) -> str:
-    return f"{mean:.2f} ± {std:.2f} ({count})" if count > 1 else f"{mean:.2f}"
+def accuracy_cell(mean: float | None, std: float | None, n: int) -> str:
+    """``mean ± std (n seeds)``; one seed has no spread: ``mean (1 seed)``."""
+    if not n or mean is None:
+        return MISSING
+    if n == 1:
+        return f"{mean:.2f} (1 seed)"
+    return f"{mean:.2f} ± {std:.2f} ({n} seeds)"
+
+
+def accuracy_description(counts: Iterable[int]) -> str:
+    """What the cells of a table with these seed counts are."""
+    return "mean ± sample std over seeds" if max(counts, default=0) > 1 else "one seed each"
+
+
+def runs_as_notes(frame: pd.DataFrame) -> list[str]:
+    """One line per configuration marked :data:`RUNS_AS`: which method it trained, and why."""
+    marked = frame[frame["runs_as"].notna()].drop_duplicates("group")
+    return [f"{RUNS_AS} {r.method} on {r.dataset}, {r.epochs} epoch{'s' if r.epochs != 1 else ''}, trained as {r.runs_as}: {r.runs_as_why}" for r in marked.itertuples()]
+
+
+def runs_as_line(method: str, runs_as: dict) -> str:
+    """What ``run`` and ``reproduce`` print before training a configuration that ``runs_as``."""
+    return f"note: this {method} run trains {runs_as['method']}'s objective: {runs_as['why']}; reports mark its results {RUNS_AS}"
+
+
+def _marked(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :data:`RUNS_AS` after the method of every marked configuration."""
+    out = frame.copy()
+    out["method"] = [f"{m} {RUNS_AS}" if isinstance(a, str) else m for m, a in zip(out["method"], out["runs_as"])]
+    return out
+
+
+def json_records(frame: pd.DataFrame) -> str:
+    """``frame`` as a JSON list of records, NaN as null."""
+    return json.dumps(json.loads(frame.to_json(orient="records")), indent=1, ensure_ascii=False)
+
+
+# LaTeX: the characters it reserves, then the symbols the reports use, as LaTeX writes them
+_LATEX_RESERVED = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SYMBOLS = {"->": r"$\rightarrow$", "→": r"$\rightarrow$", "±": r"$\pm$", "Δ": r"$\Delta$", "−": "$-$", "—": "---", "†": r"\dag{}", "‡": r"\ddag{}"}
+
+
+def latex_text(text: str) -> str:
+    escaped = "".join(_LATEX_RESERVED.get(ch, ch) for ch in str(text))
+    for symbol, latex in _LATEX_SYMBOLS.items():
+        escaped = escaped.replace(symbol, latex)
+    return escaped
+
+
+def latex_table(frame: pd.DataFrame, left: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    """A booktabs ``tabular`` of ``frame`` (columns in ``left`` left-aligned, the others right),
+    every header and cell escaped for LaTeX, and ``notes`` as paragraphs after it."""
+    spec = "".join("l" if c in left else "r" for c in frame.columns)
+    row = lambda values: " & ".join(latex_text(v) for v in values) + r" \\"  # noqa: E731
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", row(frame.columns), r"\midrule", *(row(values) for values in frame.itertuples(index=False)), r"\bottomrule", r"\end{tabular}"]
+    return "\n".join([*lines, *(f"\n{latex_text(n)}" for n in notes)]) + "\n"
 
 
 def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +132,7 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     method that ran with keys changed from its recipe names them, ``hcl (method_params.beta=2.0)``;
     when two configurations still share a label, a ``config`` column (the hash) tells them apart."""
     stats = summary(frame)
-    stats["cell"] = [_cell(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
+    stats["cell"] = [accuracy_cell(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
     wide = stats.pivot_table(index=[*ROW, "group"], columns="column", values="cell", aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
     columns = sorted(c for c in wide.columns if c not in [*ROW, "group"])
@@ -68,7 +140,7 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     wide["method"] = [f"{method} ({changed})" if changed else method for method, changed in zip(wide["method"], changes)]
     ambiguous = wide.duplicated(subset=ROW, keep=False).any()
     keep = [*ROW, *(["group"] if ambiguous else []), *columns]
-    return wide[keep].rename(columns={"group": "config"}).fillna("—")
+    return wide[keep].rename(columns={"group": "config"}).fillna(MISSING)
 
 
 def render(frame: pd.DataFrame, fmt: str):
@@ -76,17 +148,19 @@ def render(frame: pd.DataFrame, fmt: str):
     if fmt not in FORMATS:
         raise ConfigError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == "json":
-        return json.dumps(summary(frame).to_dict(orient="records"), indent=1)
+        return json_records(summary(frame))
     if fmt == "csv":
         return summary(frame).to_csv(index=False)
-    wide = wide_table(frame)
+    wide, notes = wide_table(_marked(frame)), runs_as_notes(frame)
+    left = [*ROW, "config"]
     if fmt == "markdown":
-        return tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
+        return "\n\n".join([tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), *notes])
     if fmt == "latex":
-        return tabulate(wide, headers="keys", tablefmt="latex_booktabs", showindex=False, disable_numparse=True)
-    table = Table(title="hardneg-bench results (test accuracy %, mean ± std (seeds))")
+        return latex_table(wide, left, notes)
+    counts = frame.groupby([*ROW, "group", "column"])["seed"].count()
+    table = Table(title=f"hardneg-bench results (test accuracy %, {accuracy_description(counts)})", caption="\n".join(notes) or None, caption_justify="left")
     for name in wide.columns:
-        table.add_column(str(name), justify="left" if name in ROW or name == "config" else "right")
+        table.add_column(str(name), justify="left" if name in left else "right")
     for row in wide.itertuples(index=False):
         table.add_row(*(str(v) for v in row))
     return table

@@ -1,15 +1,17 @@
 """A paper table re-run, laid out as the paper prints it: rows are methods, columns datasets, each
-cell ours (mean ± std over seeds, n) beside the published number and the difference.
+cell ours (mean ± sample std over seeds, or one seed's value) beside the published number and the
+difference.
 
-Every cell is recomputed from the ledger: the table's config for the cell gives the pretraining
-group key (the config without its seed); every finished pretraining of that group contributes the
-probe (or kNN) record whose key the same config gives. A published number whose protocol differs
-from ours is marked with † and the difference is named in the footnotes.
+Every cell is recomputed from the ledger: the table's config for the cell (with the overrides it
+was reproduced with) gives the pretraining group key (the config without its seed); every finished
+pretraining of that group contributes the probe (or kNN) record whose key the same config gives. A
+published number whose protocol differs from ours is marked with † and the difference is named in
+the footnotes; a cell whose config switches its method's distinctive part off is marked ‡ and the
+notes name the method it trained. Titles name the overrides and say what ran.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,14 +20,14 @@ from typing import Iterable
 import pandas as pd
 from tabulate import tabulate
 
-from .config import ConfigError, config_key
-from .pipeline import knn_stage, pretrain_stage, probe_stage, random_init_stage
+from .config import ConfigError, RunConfig, config_key
+from .pipeline import knn_stage, pretrain_stage, probe_stage, random_init_stage, runs_as_label
 from .published import Protocol, PublishedRecord
-from .report import FORMATS
+from .report import DECIMALS, FORMATS, MISSING, RUNS_AS, accuracy_cell, json_records, latex_table
+from .results_files import Outcome, markdown_with_count, save_figure, write_unless_fewer
 from .store import atomic_write_text
 from .tables import PaperTable
 
-MISSING = "—"
 DIFFERENT_PROTOCOL = "†"
 
 
@@ -48,6 +50,11 @@ class Cell:
     protocol_differences: tuple[str, ...]
     random_init: tuple[float, ...] = ()
     """The same metric of the randomly initialised encoder of the same architecture, per seed."""
+    config: RunConfig | None = None
+    """The cell's run config (seed 0), as the overrides left it."""
+    runs_as: dict | None = None
+    """``{"method", "why"}`` when the config switches its method's distinctive part off
+    (:func:`~hardneg_bench.pipeline.runs_as_label`)."""
 
     @property
     def random_init_mean(self) -> float | None:
@@ -63,11 +70,9 @@ class Cell:
 
     @property
     def std(self) -> float | None:
-        """Sample standard deviation over seeds (0 for one seed)."""
-        if not self.values:
+        """Sample standard deviation over seeds; None for one seed (a spread needs two)."""
+        if self.n < 2:
             return None
-        if self.n == 1:
-            return 0.0
         mean = self.mean
         return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (self.n - 1))
 
@@ -108,12 +113,22 @@ def table_cells(table: PaperTable, ledger: Iterable[dict], published: dict[str, 
         record = published.get(record_id) if record_id else None
         differences = tuple(record.protocol.differences(our_protocol(table, cfg))) if record is not None and record.value is not None else ()
         seeds = tuple(sorted(found))
-        cells.append(Cell(row.label, row.method, dataset, tuple(found[s] for s in seeds), seeds, record, differences, tuple(baseline[s] for s in sorted(baseline))))
+        random_init = tuple(baseline[s] for s in sorted(baseline))
+        cells.append(Cell(row.label, row.method, dataset, tuple(found[s] for s in seeds), seeds, record, differences, random_init, cfg, runs_as_label(cfg)))
     return cells
 
 
 def has_results(cells: list[Cell]) -> bool:
     return any(c.values for c in cells)
+
+
+def result_count(cells: list[Cell]) -> int:
+    """How many results the table shows: one per finished (cell, seed)."""
+    return sum(c.n for c in cells)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, DECIMALS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,30 +147,36 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
                 "method": c.method,
                 "dataset": c.dataset,
                 "metric": table.metric,
-                "mean": c.mean,
-                "std": c.std,
+                "mean": _rounded(c.mean),
+                "std": _rounded(c.std),
                 "n": c.n,
-                "random_init": c.random_init_mean,
+                "random_init": _rounded(c.random_init_mean),
                 "published": c.published_value,
-                "delta": c.delta,
+                "delta": _rounded(c.delta),
                 "protocol_differs": bool(c.protocol_differences),
                 "protocol_differences": "; ".join(c.protocol_differences),
                 "published_id": p.id if p else None,
                 "source": f"{p.paper}, {p.table}: {p.source}" if p else None,
                 "missing": p.missing if p else None,
+                "runs_as": c.runs_as["method"] if c.runs_as else None,
+                "runs_as_why": c.runs_as["why"] if c.runs_as else None,
             }
         )
     return pd.DataFrame(rows)
 
 
 def _ours(c: Cell) -> str:
-    if not c.values:
-        return MISSING
-    return f"{c.mean:.2f} ± {c.std:.2f} ({c.n})"
+    cell = accuracy_cell(c.mean, c.std, c.n)
+    return f"{cell} {RUNS_AS}" if c.runs_as and c.values else cell
+
+
+def _runs_as_notes(cells: list[Cell]) -> list[str]:
+    return [f"{RUNS_AS} {c.row} on {c.dataset} trained as {c.runs_as['method']}: {c.runs_as['why']}" for c in cells if c.runs_as and c.values]
 
 
 def _footnotes(cells: list[Cell]) -> tuple[dict[str, int], list[str]]:
-    """Footnote numbers by published id, and the footnote lines (source, protocol differences)."""
+    """Footnote numbers by published id, and the footnote lines (source, protocol differences,
+    then the cells marked :data:`~hardneg_bench.report.RUNS_AS`)."""
     numbers: dict[str, int] = {}
     lines = []
     for c in cells:
@@ -169,7 +190,7 @@ def _footnotes(cells: list[Cell]) -> tuple[dict[str, int], list[str]]:
         if c.protocol_differences:
             text += f". {DIFFERENT_PROTOCOL} protocol differs: {'; '.join(c.protocol_differences)} ({p.protocol.details})"
         lines.append(text)
-    return numbers, lines
+    return numbers, lines + _runs_as_notes(cells)
 
 
 def _published(c: Cell, numbers: dict[str, int]) -> str:
@@ -202,22 +223,47 @@ def wide_layout(table: PaperTable, cells: list[Cell]) -> tuple[pd.DataFrame, lis
     return pd.DataFrame(rows), notes
 
 
-def render_table(table: PaperTable, cells: list[Cell], fmt: str):
+def table_title(table: PaperTable, overrides: list[str] = ()) -> str:
+    """The table's title, naming the overrides it was run with (its YAML title describes the
+    recipe without them)."""
+    return f"{table.title} — run with {', '.join(overrides)}" if overrides else table.title
+
+
+def _spread(values) -> str:
+    return " / ".join(str(v) for v in sorted(set(values)))
+
+
+def what_ran(cells: list[Cell], overrides: list[str] = ()) -> str:
+    """One line from the cells' own configs: backbone, pretraining epochs and batch, seeds, and
+    ``overrides`` (where no title names them)."""
+    configs = [c.config for c in cells if c.config is not None]
+    epochs = {cfg.pretrain.epochs for cfg in configs}
+    counts = sorted({c.n for c in cells if c.n})
+    if not counts:
+        seeds = "no finished seed yet"
+    else:
+        seeds = f"{counts[0]}{f' to {counts[-1]}' if len(counts) > 1 else ''} seed{'s' if counts[-1] > 1 else ''} per finished cell"
+    ran = f"{'Ran' if counts else 'Configured'}: {_spread(cfg.model.backbone for cfg in configs)} backbone, {_spread(epochs)} pretraining epoch{'s' if max(epochs, default=1) > 1 else ''}, batch {_spread(cfg.pretrain.batch_size for cfg in configs)}; {seeds}"
+    return ran + (f"; overrides: {', '.join(f'--set {o}' for o in overrides)}." if overrides else ".")
+
+
+def render_table(table: PaperTable, cells: list[Cell], fmt: str, overrides: list[str] = ()):
     """One table in ``fmt``: a rich Table for ``table``, else a string."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == "csv":
         return cells_frame(table, cells).to_csv(index=False)
     if fmt == "json":
-        return json.dumps(json.loads(cells_frame(table, cells).to_json(orient="records")), indent=1)
+        return json_records(cells_frame(table, cells))
     wide, notes = wide_layout(table, cells)
+    ran = what_ran(cells, overrides)
     if fmt == "markdown":
-        return tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True) + "\n\n" + "\n".join(f"{n}  " for n in notes)
+        return "\n\n".join([tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ran, "\n".join(f"{n}  " for n in notes)]).rstrip() + "\n"
     if fmt == "latex":
-        return tabulate(wide, headers="keys", tablefmt="latex_booktabs", showindex=False, disable_numparse=True)
+        return latex_table(wide, ["method"], [ran, *notes])
     from rich.table import Table
 
-    out = Table(title=f"{table.name}: {table.title} ({table.metric} test accuracy %)", caption="\n".join(notes), caption_justify="left")
+    out = Table(title=f"{table.name}: {table_title(table, overrides)} ({table.metric} test accuracy %)", caption="\n".join([what_ran(cells), *notes]), caption_justify="left")
     for name in wide.columns:
         out.add_column(str(name), justify="left" if name == "method" else "right")
     for line in wide.itertuples(index=False):
@@ -226,20 +272,31 @@ def render_table(table: PaperTable, cells: list[Cell], fmt: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# Files under results/
+# Files under a results folder
 
 
-def table_markdown(table: PaperTable, cells: list[Cell], command: str) -> str:
+def made_with(table: PaperTable, seeds: int, overrides: list[str] = ()) -> list[str]:
+    """The commands that reproduce the table and report it (with the same overrides)."""
+    sets = "".join(f" --set {o}" for o in overrides)
+    return [f"hardneg-bench reproduce {table.name} --seeds {seeds}{sets}", f"hardneg-bench report --table {table.name}{sets}"]
+
+
+def table_markdown(table: PaperTable, cells: list[Cell], seeds: int, overrides: list[str] = ()) -> str:
     wide, notes = wide_layout(table, cells)
+    several = any(c.n > 1 for c in cells)
+    ours = "the mean ± sample std over seeds (n seeds), or one seed's value" if several else "one seed's value (no spread: that needs two seeds)"
     parts = [
-        f"# {table.title}",
+        f"# {table_title(table, overrides)}",
         "",
         f"Experiment `experiments/tables/{table.name}.yaml`; published numbers: {table.source}.",
         "",
-        f"Test accuracy (%, {table.metric}); ours is mean ± sample std over seeds (n); Δ = ours − published;",
+        what_ran(cells),
+        "",
+        f"Test accuracy (%, {table.metric}); ours is {ours}; Δ = ours − published;",
         f"{MISSING} = not run yet or not published/verified; {DIFFERENT_PROTOCOL} = the published number was measured",
         "with a different protocol (see its footnote); random init = the same evaluation of the untrained",
         "encoder of the same architecture (mean over the same seeds), the floor a method must beat.",
+        *([f"{RUNS_AS} = the run's settings switch its method's distinctive part off: it trained the method its note names."] if _runs_as_notes(cells) else []),
         "",
         tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True),
         "",
@@ -248,49 +305,63 @@ def table_markdown(table: PaperTable, cells: list[Cell], command: str) -> str:
         "Made with:",
         "",
         "```bash",
-        command,
-        "hardneg-bench report --table " + table.name,
+        *made_with(table, seeds, overrides),
         "```",
     ]
     if table.notes:
-        parts[3:3] = ["", table.notes]
+        recipe = "The table's notes, which describe its recipe without the overrides: " if overrides else ""
+        parts[4:4] = [recipe + table.notes, ""]
     return "\n".join(parts) + "\n"
 
 
-def table_chart(table: PaperTable, cells: list[Cell], path: Path) -> None:
-    """A bar chart per dataset: ours (with its std over seeds) beside the published number."""
+def table_chart(table: PaperTable, cells: list[Cell], overrides: list[str] = ()):
+    """A bar chart per dataset: ours (with its sample std where there are several seeds), the
+    random-init floor across our bar, and the published number beside it where there is one.
+    Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(table.datasets), figsize=(max(4.5, 1.1 * len(table.rows)) * len(table.datasets), 4.2), squeeze=False)
+    published_any = any(c.published_value is not None for c in cells)
+    width = 0.4 if published_any else 0.6
+    offset = width / 2 if published_any else 0.0
+    fig, axes = plt.subplots(1, len(table.datasets), figsize=(max(4.5, 1.0 * len(table.rows)) * len(table.datasets), 4.2), squeeze=False)
+    legend: dict = {}
     for ax, dataset in zip(axes[0], table.datasets):
         row_cells = [c for c in cells if c.dataset == dataset]
-        xs = range(len(row_cells))
-        ours = [c.mean if c.mean is not None else math.nan for c in row_cells]  # nan: no bar
-        ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=[c.std or 0.0 for c in row_cells], label="ours", color="tab:blue", capsize=3)
-        published = [c.published_value if c.published_value is not None else math.nan for c in row_cells]
-        ax.bar([x + 0.2 for x in xs], published, 0.4, label="published", color="tab:orange")
-        floors = [c.random_init_mean if c.random_init_mean is not None else math.nan for c in row_cells]
-        if any(not math.isnan(f) for f in floors):
-            ax.scatter(list(xs), floors, marker="_", s=400, color="black", zorder=3, label="random init")
-        ax.set_xticks(list(xs), [c.row for c in row_cells], rotation=30, ha="right", fontsize=8)
+        ours_x = [x - offset for x in range(len(row_cells))]
+        ax.bar(ours_x, [math.nan if c.mean is None else c.mean for c in row_cells], width, label="ours", color="tab:blue")  # nan: no bar
+        spread = [(x, c) for x, c in zip(ours_x, row_cells) if c.std is not None]
+        if spread:
+            ax.errorbar([x for x, _ in spread], [c.mean for _, c in spread], yerr=[c.std for _, c in spread], fmt="none", ecolor="black", capsize=3, label="sample std over seeds")
+        if published_any:
+            ax.bar([x + offset for x in range(len(row_cells))], [math.nan if c.published_value is None else c.published_value for c in row_cells], width, label="published", color="tab:orange")
+        floors = [(x, c.random_init_mean) for x, c in zip(ours_x, row_cells) if c.random_init_mean is not None]
+        if floors:
+            ax.hlines([f for _, f in floors], [x - width / 2 for x, _ in floors], [x + width / 2 for x, _ in floors], colors="black", linewidth=2, zorder=3, label="random init")
+        ax.set_xticks(range(len(row_cells)), [f"{c.row} {RUNS_AS}" if c.runs_as and c.values else c.row for c in row_cells], rotation=30, ha="right", fontsize=8)
         ax.set_title(dataset)
         ax.set_ylabel(f"{table.metric} top-1 (%)")
-        ax.legend(fontsize=8)
-    fig.suptitle(table.title, fontsize=9)
+        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(legend.values(), legend.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.88), fontsize=8, frameon=False)
+    fig.suptitle(f"{table_title(table, overrides)}\n{what_ran(cells)}", fontsize=9)
+    notes = _runs_as_notes(cells)
+    if notes:
+        fig.text(0.01, 0.0, "\n".join(notes), fontsize=7, va="top")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    return fig
 
 
-def write_results(table: PaperTable, cells: list[Cell], results_dir: Path, command: str) -> list[Path]:
-    """``results/<table>.md`` and ``results/<table>.png``, each written atomically."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    markdown, chart = results_dir / f"{table.name}.md", results_dir / f"{table.name}.png"
-    atomic_write_text(markdown, table_markdown(table, cells, command))
-    table_chart(table, cells, chart)
-    return [markdown, chart]
+def write_results(table: PaperTable, cells: list[Cell], results_dir: Path, seeds: int, overrides: list[str] = ()) -> list[Outcome]:
+    """``<table>.md`` and ``<table>.png`` under ``results_dir``, each written atomically unless the
+    file there shows more results (:func:`~hardneg_bench.results_files.write_unless_fewer`); nothing
+    for a table without a result of its own."""
+    count = result_count(cells)
+    if count == 0:
+        return [Outcome(results_dir, False, f"nothing written for table {table.name}: none of its cells has a result in this run store")]
+    markdown = markdown_with_count(table_markdown(table, cells, seeds, overrides), count)
+    return [
+        write_unless_fewer(results_dir / f"{table.name}.md", count, lambda path: atomic_write_text(path, markdown)),
+        write_unless_fewer(results_dir / f"{table.name}.png", count, lambda path: save_figure(table_chart(table, cells, overrides), path, count)),
+    ]

@@ -7,14 +7,13 @@ import io
 import json
 import random
 import statistics
-from dataclasses import replace
 
 import pandas as pd
 import pytest
 import yaml
 
-from hardneg_bench.config import ConfigError, config_key
-from hardneg_bench.pipeline import knn_stage, pretrain_stage, probe_stage
+from fake_ledger import table_ledger
+from hardneg_bench.config import ConfigError
 from hardneg_bench.published import load_published
 from hardneg_bench.table_report import DIFFERENT_PROTOCOL, render_table, table_cells, table_markdown
 from hardneg_bench.tables import check_table, load_table, table_names
@@ -105,37 +104,13 @@ def test_tables_keep_the_recipe_quirks_the_numbers_depend_on():
     assert ring.cell_config(by_label["IR"], "cifar10").pretrain.split == "pretrain"
 
 
-def _fake_ledger(table, seeds_per_cell, rng):
-    """Pretraining and probe records as the pipeline writes them, plus records that must be
-    ignored (another configuration, another probe setting)."""
-    records, truth = [], {}
-    for row, dataset in table.cells():
-        cfg = table.cell_config(row, dataset)
-        for seed in range(seeds_per_cell[row.label]):
-            seeded = replace(cfg, seed=seed)
-            config, label = pretrain_stage(seeded)
-            key = config_key(config)
-            records.append({"stage": "pretrain", "key": key, **label, "metrics": {}})
-            stage, stage_config = ("knn", knn_stage(seeded, key, dataset)) if table.metric == "knn" else ("probe", probe_stage(seeded, key, dataset))
-            accuracy = rng.uniform(20, 90)
-            records.append({"stage": stage, "key": config_key(stage_config), "parent": key, **label, "metrics": {"test_accuracy": accuracy}})
-            truth.setdefault((row.label, dataset), []).append(accuracy)
-            # noise: the same encoder probed with another learning rate, and another configuration
-            other_probe = replace(seeded, probe=replace(seeded.probe, epochs=seeded.probe.epochs + 1))
-            records.append({"stage": "probe", "key": config_key(probe_stage(other_probe, key, dataset)), "parent": key, **label, "metrics": {"test_accuracy": 0.0}})
-            other = replace(seeded, pretrain=replace(seeded.pretrain, epochs=seeded.pretrain.epochs + 1))
-            other_config, other_label = pretrain_stage(other)
-            records.append({"stage": "pretrain", "key": config_key(other_config), **other_label, "metrics": {}})
-    rng.shuffle(records)
-    return records, truth
-
-
 @pytest.mark.parametrize("name", ["hcl-readme-stl10", "ring-table1", "moco-demo-cifar10"])
 def test_report_cells_agree_with_the_raw_ledger_records(name):
     rng = random.Random(name)
     table = load_table(name)
     seeds = {row.label: rng.randint(0, 3) for row in table.rows}
-    records, truth = _fake_ledger(table, seeds, rng)
+    records, truth = table_ledger(table, seeds, rng, noise=True)
+    rng.shuffle(records)
     cells = table_cells(table, records, PUBLISHED)
     assert len(cells) == len(table.rows) * len(table.datasets)
     for cell in cells:
@@ -145,7 +120,10 @@ def test_report_cells_agree_with_the_raw_ledger_records(name):
             assert cell.mean is None and cell.delta is None
             continue
         assert cell.mean == pytest.approx(statistics.fmean(values))
-        assert cell.std == pytest.approx(statistics.stdev(values) if len(values) > 1 else 0.0)
+        if len(values) > 1:
+            assert cell.std == pytest.approx(statistics.stdev(values))
+        else:
+            assert cell.std is None  # one seed has no spread
         if cell.published_value is not None:
             assert cell.delta == pytest.approx(statistics.fmean(values) - cell.published_value)
 
@@ -154,15 +132,15 @@ def test_report_cells_agree_with_the_raw_ledger_records(name):
     rows = json.loads(render_table(table, cells, "json"))
     assert [r["n"] for r in rows] == [c.n for c in cells]
     latex = render_table(table, cells, "latex")
-    assert latex.count("\\begin{tabular}") == 1 and latex.rstrip().endswith("\\end{tabular}")
+    assert latex.count("\\begin{tabular}") == 1 and latex.count("\\end{tabular}") == 1
     header = next(line for line in latex.splitlines() if "&" in line)
-    assert header.count("&") == 3 * len(table.datasets)  # method + (ours, published, delta) per dataset
+    assert header.count("&") == 4 * len(table.datasets)  # method + (ours, random init, published, delta) per dataset
 
 
 def test_a_number_measured_with_another_protocol_is_marked():
     demo = load_table("moco-demo-cifar10")
     cell = table_cells(demo, [], PUBLISHED)[0]
     assert any("online" in d for d in cell.protocol_differences)  # the notebook's kNN monitor runs during training
-    assert DIFFERENT_PROTOCOL in table_markdown(demo, [cell], "hardneg-bench reproduce moco-demo-cifar10")
+    assert DIFFERENT_PROTOCOL in table_markdown(demo, [cell], seeds=1)
     hcl = load_table("hcl-readme-stl10")
     assert all(not c.protocol_differences for c in table_cells(hcl, [], PUBLISHED))  # offline, last epoch: like ours

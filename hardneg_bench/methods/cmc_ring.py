@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..losses import cmc_ring
 from .cmc import CMC, CMCParams
-from .registry import register
+from .registry import Equivalent, reduces_to, register
 from .ring_fractions import RingFractions
 
 
@@ -17,6 +17,12 @@ class CMCRingParams(CMCParams, RingFractions):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_ring()
+
+    def equivalent_to(self, epochs: int) -> Equivalent | None:
+        """CMC when the ring holds the whole bank, except that each stream draws its own negatives
+        where CMC draws one set of images for both."""
+        why = self.keeps_everything(epochs, "bank entry")
+        return reduces_to("cmc", self, f"{why} (each stream draws its own negatives, CMC's share one draw)") if why else None
 
 
 @register("cmc-ring", CMCRingParams, "Ring (Wu et al. 2021) on CMC: cross-view bank negatives sampled inside a similarity ring")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..config import require
 from ..losses import dcl
 from .in_batch import InBatchMethod
-from .registry import register
+from .registry import Equivalent, reduces_to, register
 
 
 @dataclass
@@ -24,6 +24,13 @@ class DCLParams:
     def __post_init__(self) -> None:
         require(self.temperature > 0, "temperature", "must be positive")
         require(0 <= self.tau_plus < 1, "tau_plus", "must be in [0, 1)")
+
+    def equivalent_to(self, epochs: int) -> Equivalent | None:
+        """SimCLR at tau+ 0: no debiasing, and the floor N exp(-1/t) never exceeds the sum of the
+        N negatives' exp(s/t) (every cosine is at least -1), so the loss is NT-Xent's."""
+        if self.tau_plus != 0:
+            return None
+        return reduces_to("simclr", self, "tau_plus 0 removes the debiasing")
 
 
 @register("dcl", DCLParams, "Debiased contrastive loss (Chuang et al. 2020): tau+ debiasing of the in-batch negatives")

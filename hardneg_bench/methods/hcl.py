@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..config import require
 from ..losses import hcl
 from .in_batch import InBatchMethod
-from .registry import register
+from .registry import Equivalent, reduces_to, register
 
 
 @dataclass
@@ -28,6 +28,13 @@ class HCLParams:
         require(self.temperature > 0, "temperature", "must be positive")
         require(0 <= self.tau_plus < 1, "tau_plus", "must be in [0, 1)")
         require(self.beta >= 0, "beta", "must be >= 0")
+
+    def equivalent_to(self, epochs: int) -> Equivalent | None:
+        """DCL at beta 0: equal weights on every negative (:func:`~hardneg_bench.losses.dcl` is
+        :func:`~hardneg_bench.losses.hcl` at beta 0)."""
+        if self.beta != 0:
+            return None
+        return reduces_to("dcl", self, "beta 0 weights every negative equally")
 
 
 @register("hcl", HCLParams, "Hard negative sampling (Robinson et al. 2021): beta-weighted, debiased in-batch negatives")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..losses import ir_ring
 from .ir import IR, IRParams
-from .registry import register
+from .registry import Equivalent, reduces_to, register
 from .ring_fractions import RingFractions
 
 
@@ -17,6 +17,12 @@ class IRRingParams(IRParams, RingFractions):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_ring()
+
+    def equivalent_to(self, epochs: int) -> Equivalent | None:
+        """IR when the ring holds the whole bank: the negatives are then drawn uniformly from every
+        entry (in another order, so other draws than IR's from the same distribution)."""
+        why = self.keeps_everything(epochs, "bank entry")
+        return reduces_to("ir", self, why) if why else None
 
 
 @register("ir-ring", IRRingParams, "Ring (Wu et al. 2021) on IR: bank negatives sampled inside a similarity ring")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..config import require
 from ..losses import mochi
 from .momentum_queue import MoCoParams, MomentumQueueMethod
-from .registry import register
+from .registry import Equivalent, reduces_to, register
 
 
 @dataclass
@@ -33,6 +33,17 @@ class MoCHiParams(MoCoParams):
         require(self.n_mix >= 0, "n_mix", "must be >= 0")
         require(self.n_mix_query >= 0, "n_mix_query", "must be >= 0")
         require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
+
+    def equivalent_to(self, epochs: int) -> Equivalent | None:
+        """MoCo-v2 when no synthetic negative is ever mixed: :func:`~hardneg_bench.losses.mochi`
+        without mixes is :func:`~hardneg_bench.losses.moco`'s loss."""
+        if self.n_mix == 0 and self.n_mix_query == 0:
+            why = "n_mix = n_mix_query = 0 mix no synthetic negative"
+        elif self.warmup_epochs >= epochs:
+            why = f"its {self.warmup_epochs}-epoch warm-up covers the whole {epochs}-epoch run, so no synthetic negative is mixed"
+        else:
+            return None
+        return reduces_to("moco-v2", self, why)
 
 
 @register("mochi", MoCHiParams, "MoCHi (Kalantidis et al. 2020): MoCo-v2 with synthetic negatives mixed from the hardest queue keys")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..losses import moco_ring
 from .momentum_queue import MoCoParams, MomentumQueueMethod
-from .registry import register
+from .registry import Equivalent, reduces_to, register
 from .ring_fractions import RingFractions
 
 
@@ -24,6 +24,12 @@ class RingParams(MoCoParams, RingFractions):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_ring()
+
+    def equivalent_to(self, epochs: int) -> Equivalent | None:
+        """MoCo-v2 when the ring holds the whole queue: :func:`~hardneg_bench.losses.moco_ring`
+        then takes :func:`~hardneg_bench.losses.moco`'s negatives, sorted."""
+        why = self.keeps_everything(epochs, "queue key", self.queue_size)
+        return reduces_to("moco-v2", self, why) if why else None
 
 
 @register("ring", RingParams, "Ring (Wu et al. 2021) on MoCo-v2: negatives restricted to a similarity ring of the queue")

@@ -31,3 +31,19 @@ class RingFractions:
         if self.anneal_epochs == 0 or epoch >= self.anneal_epochs:
             return self.outer
         return 1.0 - (1.0 - self.outer) * epoch / self.anneal_epochs
+
+    def keeps_everything(self, epochs: int, what: str, candidates: int | None = None) -> str | None:
+        """Why the ring keeps every one of the ``candidates`` (None: of any number) as a negative
+        in each of ``epochs`` epochs, cut as :func:`~hardneg_bench.losses.ring_negatives` cuts it,
+        annealing included; None when it leaves some out in some epoch."""
+
+        def whole(outer: float) -> bool:
+            if candidates is None:
+                return outer == 1 and self.inner == 0
+            kept = int(outer * candidates)
+            return kept == candidates and int(self.inner * kept) == 0
+
+        if not all(whole(self.outer_at(epoch)) for epoch in range(epochs)):
+            return None
+        outer = f"outer {self.outer:g}" if self.anneal_epochs == 0 else f"outer annealed from 1 over {self.anneal_epochs} epochs"
+        return f"its ring ({outer}, inner {self.inner:g}) keeps every {what} throughout the {epochs}-epoch run"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..config import require
 from ..losses import sscl
 from .in_batch import InBatchMethod
-from .registry import register
+from .registry import Equivalent, reduces_to, register
 
 
 @dataclass
@@ -34,6 +34,12 @@ class SSCLParams:
         require(self.beta >= 0, "beta", "must be >= 0")
         require(self.n_hard >= 1, "n_hard", "must be at least 1")
         require(self.n_synthetic >= 0, "n_synthetic", "must be >= 0")
+
+    def equivalent_to(self, epochs: int) -> Equivalent | None:
+        """HCL without synthetic negatives: the estimator over the real in-batch negatives alone."""
+        if self.n_synthetic != 0:
+            return None
+        return reduces_to("hcl", self, "n_synthetic 0 adds no synthetic negative")
 
 
 @register("sscl", SSCLParams, "Synthetic hard negatives (Dong et al.): mixed hardest in-batch negatives, HCL-weighted and debiased")
