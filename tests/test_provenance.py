@@ -101,7 +101,7 @@ def test_runs_that_differ_from_their_recipe_say_how_in_list_runs_the_report_and_
         "random-init (encoder.width=0.5, encoder.lab_split=true)",  # CMC's half-width L and ab streams
     ]), labels
     assert "config" not in report.columns  # the labels tell every row apart: no hash needed
-    assert dict(zip(report["method"], report["linear (fast)"]))["hcl (method_params.beta=2.0, pretrain.epochs=1)"] == "21.00"
+    assert dict(zip(report["method"], report["linear (fast)"]))["hcl (method_params.beta=2.0, pretrain.epochs=1)"] == "21.00 (1 seed)"
 
     listed = invoke(monkeypatch, "list", "runs", runs=runs).stdout
     assert listed.count("method_params.beta=2.0") == 2  # the pretraining and its probe
