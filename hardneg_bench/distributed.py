@@ -147,8 +147,15 @@ def average_running_stats(model: nn.Module) -> None:
 
 
 def check_batch(batch_size: int) -> None:
-    if batch_size % world_size():
-        raise ConfigError(f"pretrain.batch_size {batch_size} cannot be shared equally among {world_size()} processes")
+    n = world_size()
+    if batch_size % n:
+        raise ConfigError(f"pretrain.batch_size {batch_size} cannot be shared equally among {n} processes: use a multiple of {n}")
+
+
+def check_shares(batch_size: int, bn_splits: int) -> None:
+    """Refuse, before any work, a run whose batch or BatchNorm groups the processes cannot share."""
+    check_batch(batch_size)
+    local_bn_splits(bn_splits)
 
 
 def local_bn_splits(bn_splits: int) -> int:
