@@ -68,14 +68,15 @@ console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS")
 
 def _print_version(requested: bool) -> None:
     if requested:
-        from importlib.metadata import version
+        import platform
 
         import torch
+        import torchvision
 
         from . import __version__
 
-        # torch's own version names its build (+cpu, +cu130), which its package metadata does not
-        console.print(f"hardneg-bench {__version__} (torch {torch.__version__}, torchvision {version('torchvision')}, Python {sys.version.split()[0]})", highlight=False)
+        # their own versions name their build (+cpu, +cu130); their package metadata does not
+        console.print(f"hardneg-bench {__version__} (torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()})", highlight=False)
         raise typer.Exit()
 
 

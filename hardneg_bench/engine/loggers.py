@@ -34,14 +34,14 @@ class ScalarLogger:
     def __enter__(self) -> "ScalarLogger":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(failed=exc_type is not None)
 
     def log(self, scalars: dict[str, float], epoch: int) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def close(self, failed: bool = False) -> None:
+        """``failed``: the pretraining stopped early (a diverged loss, a signal)."""
 
 
 class TensorBoardLogger(ScalarLogger):
@@ -56,7 +56,7 @@ class TensorBoardLogger(ScalarLogger):
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, epoch)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self.writer.close()
 
 
@@ -82,8 +82,8 @@ class WandbLogger(ScalarLogger):
     def log(self, scalars: dict[str, float], epoch: int) -> None:
         self.run.log(scalars, step=epoch)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)  # W&B marks a run that ended early as failed
 
 
 def open_logger(name: str, run_dir: Path, key: str, label: str, config: dict) -> ScalarLogger:
