@@ -32,7 +32,6 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import ConfigError
-from .models.sync_batchnorm import SyncBatchNorm
 
 
 def world_size() -> int:
@@ -183,6 +182,8 @@ def prepare(model: nn.Module, device: torch.device, bn_splits: int) -> nn.Module
     processes: PyTorch's SyncBatchNorm on GPUs, which it supports only there; ours elsewhere."""
     if world_size() == 1:
         return model
+    from .models.sync_batchnorm import SyncBatchNorm  # here: the models package imports torchvision, which a CLI error need not
+
     convert = nn.modules.batchnorm._BatchNorm if bn_splits == 1 else nn.BatchNorm1d
     return _synced(model, convert, nn.SyncBatchNorm.convert_sync_batchnorm if device.type == "cuda" else SyncBatchNorm.from_batchnorm)
 
