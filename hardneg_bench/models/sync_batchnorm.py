@@ -16,9 +16,9 @@ one normalises with the global batch's statistics as one process would with the 
   when momentum is None).
 
 The variance is combined as Chan et al.'s parallel algorithm combines it: the processes' sums of
-squared deviations plus the spread of their means, in float64. The shorter E[x^2] - E[x]^2 loses
-every digit when a channel's mean is large beside its spread, which a layer reaches after a few
-SGD steps (the two-process test caught it: 3% off in the first layer's gradients at step 2).
+squared deviations plus the spread of their means, in float64, as one process's BatchNorm
+computes it from deviations; the shorter E[x^2] - E[x]^2 cancels catastrophically when a
+channel's mean is large beside its spread.
 """
 
 from __future__ import annotations
