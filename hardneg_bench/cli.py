@@ -17,7 +17,46 @@ from tabulate import tabulate
 from .config import ConfigError
 from .paths import RUNS_ENV, default_data_root, default_runs_dir
 
-app = typer.Typer(
+def _plain_metavar(option) -> None:
+    """In --help, nothing beside a flag and what one value is beside a repeatable option (typer
+    0.29 prints ``<bool>`` and ``<list[str]>``)."""
+    if option.metavar is None:
+        if getattr(option, "is_flag", False):
+            option.metavar = ""
+        elif getattr(option, "multiple", False):
+            option.metavar = "KEY=VALUE" if "--set" in option.opts else option.name.upper()
+
+
+class _Command(typer.core.TyperCommand):
+    """A command whose --help reads cleanly (:func:`_plain_metavar`), its own --help included."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _plain_metavar(param)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain_metavar(option)
+        return option
+
+
+class _Group(typer.core.TyperGroup):
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain_metavar(option)
+        return option
+
+
+class _App(typer.Typer):
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _App(
+    cls=_Group,
     help="Reproduce the paper tables of hard-negative contrastive learning: pretrain, probe, transfer, report.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,19 +66,44 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 
+def _print_version(requested: bool) -> None:
+    if requested:
+        import platform
+
+        import torch
+        import torchvision
+
+        from . import __version__
+
+        # their own versions name their build (+cpu, +cu130); their package metadata does not
+        console.print(f"hardneg-bench {__version__} (torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _app_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the versions of hardneg-bench, torch and torchvision, and exit.", metavar=""),
+) -> None:
+    pass
+
+
 def fail(message: str, code: int = 2) -> None:
-    """Print one error line and exit."""
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # "records[id]" is no markup
+    """Print one error line (under torchrun: process 0 alone; every process fails alike) and exit."""
+    from .distributed import is_main
+
+    if is_main():
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # a message's [..] is text
     raise typer.Exit(code)
 
 
 RunsDir = typer.Option(None, "--runs-dir", help=f"Run store (default: ${RUNS_ENV} or ~/.cache/hardneg-bench/runs).", show_default=False)
 Device = typer.Option("auto", help="auto, cpu, cuda or cuda:N (under torchrun: each process's cuda:LOCAL_RANK).")
 Workers = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets).")
-Progress = typer.Option(True, "--progress/--no-progress", help="Show the live progress bar.")
+Progress = typer.Option(True, "--progress/--no-progress", help="Show the pretraining's progress: a live bar on a terminal, one line per epoch in a log file.")
 # checked by _data_root (one line), not by the option type
 DataRoot = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False, readable=False)
 Compile = typer.Option(False, "--compile/--no-compile", help="torch.compile the encoders and heads (compiled once, at the first step).")
+Logger = typer.Option("none", "--logger", metavar="[none|tensorboard|wandb]", help="Also log the pretraining's per-epoch scalars to TensorBoard or Weights & Biases (offline unless WANDB_MODE is set); installed with the extra of that name.")
 
 
 def _guarded(work):
@@ -73,12 +137,14 @@ def _data_root(data_root: Optional[Path]) -> Path:
     return root
 
 
-def _runtime(device: str, workers: int, progress: bool, compile_: bool):
+def _runtime(device: str, workers: int, progress: bool, compile_: bool, logger: str = "none"):
     """Where the command runs; under torchrun this process joins the process group first."""
     from . import distributed
+    from .engine.loggers import check_logger
     from .engine.runtime import Runtime, resolve_device
 
-    return Runtime(distributed.init_from_env(resolve_device(device)), num_workers=workers, show_progress=progress, compile=compile_)
+    check_logger(logger)
+    return Runtime(distributed.init_from_env(resolve_device(device)), num_workers=workers, show_progress=progress, compile=compile_, logger=logger)
 
 
 @app.command()
@@ -98,6 +164,7 @@ def run(
     workers: int = Workers,
     progress: bool = Progress,
     compile_: bool = Compile,
+    logger: str = Logger,
 ) -> None:
     """Pretrain METHOD on DATASET, then linear probe, kNN and transfer; cached stages are skipped.
     Under torchrun every process pretrains on its share of each batch and process 0 evaluates."""
@@ -109,11 +176,28 @@ def run(
 
     cfg = _guarded(lambda: resolve_config(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_))
     root = _data_root(data_root)
-    runtime = _guarded(lambda: _runtime(device, workers, progress, compile_))
+    runtime = _guarded(lambda: _runtime(device, workers, progress, compile_, logger))
     _say_runs_as(cfg)
-    records = _guarded(lambda: Pipeline(cfg, RunStore(runs_dir or default_runs_dir()), runtime, root, download).run())
+    store = RunStore(runs_dir or default_runs_dir())
+    records = _guarded(lambda: Pipeline(cfg, store, runtime, root, download).run())
     if distributed.is_main():
         console.print(render(results_frame(records), "table"))
+        _emit(_stage_keys(cfg.method, records, store))
+
+
+def _stage_keys(method: str, records: list[dict], store) -> str:
+    """The key of every stage of the run (one column per encoder: the method's, random-init's) and
+    the path of the pretrained encoder."""
+    from .engine.pretrain import ENCODER
+
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    rows: dict[str, dict[str, str]] = {}
+    for r in records:
+        stage = r["stage"] if r["stage"] != "transfer" else f"transfer -> {r['eval_dataset']}"
+        rows.setdefault(stage, {})[r["method"]] = r["key"]
+    table = tabulate([[stage, *(keys.get(m, "—") for m in methods)] for stage, keys in rows.items()], headers=["stage key", *methods], tablefmt="plain")
+    encoder = next(r["key"] for r in records if r["stage"] == "pretrain" and r["method"] == method)
+    return f"{table}\nencoder: {store.stage_dir('pretrain', encoder) / ENCODER}"
 
 
 @app.command()
@@ -382,6 +466,7 @@ def reproduce(
     workers: int = Workers,
     progress: bool = Progress,
     compile_: bool = Compile,
+    logger: str = Logger,
 ) -> None:
     """Run every row of a paper table (cached stages are skipped), then report it beside the published numbers."""
     from . import distributed
@@ -398,7 +483,7 @@ def reproduce(
         paper_table = load_table(table)
         numbers = _published(published)
         check_table(paper_table, numbers)
-        runtime = _runtime(device, workers, progress, compile_)
+        runtime = _runtime(device, workers, progress, compile_, logger)
         torch_device = runtime.device
         planned = plan(paper_table, seeds, store, device_name(torch_device), set_, root if dry_run else None)
     except ConfigError as err:
@@ -629,9 +714,18 @@ def _commented_yaml(rows: list, title: str) -> str:
 
 
 def main() -> None:
-    try:
-        app()
-    finally:
-        from . import distributed
+    from . import distributed
 
+    try:
+        if distributed.is_main():
+            app()
+        else:  # under torchrun, process 0 alone shows a usage error (every process has the same)
+            try:
+                code = app(standalone_mode=False)
+            except Exception as err:  # click's usage errors (typer may bundle its own click) carry their exit code
+                code = getattr(err, "exit_code", None)
+                if code is None:
+                    raise
+            sys.exit(code if isinstance(code, int) else 0)
+    finally:
         distributed.shutdown()

@@ -15,8 +15,9 @@ How a run with N processes computes what one process computes with the same glob
   DDP's mean over processes brings the gradient back to that of the one global loss.
 * MoCo's keys are computed with shuffle-BN across processes: the key views are gathered, shuffled
   with the same permutation one process would draw, sharded, encoded and gathered back.
-* BatchNorm over the whole batch (``bn_splits: 1``) and the heads' BatchNorm1d become
-  SyncBatchNorm; PyTorch runs SyncBatchNorm on GPUs only.
+* BatchNorm over the whole batch (``bn_splits: 1``) and the heads' BatchNorm1d are synchronised
+  across the processes: PyTorch's SyncBatchNorm on GPUs, :mod:`hardneg_bench.models.sync_batchnorm`
+  elsewhere (PyTorch's runs on GPUs only; the CPU runs on Gloo).
 * Only process 0 writes the run store (:func:`is_main`); every process reads it to resume.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -41,8 +43,12 @@ def rank() -> int:
 
 
 def is_main() -> bool:
-    """True in the process that writes results (the only one without torchrun)."""
-    return rank() == 0
+    """True in the process that writes results and prints (the only one without torchrun); known
+    from torchrun's environment before the process group forms, so that a run refused before
+    then is reported once."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return not launched() or int(os.environ.get("RANK", "0")) == 0
 
 
 def launched() -> bool:
@@ -140,8 +146,15 @@ def average_running_stats(model: nn.Module) -> None:
 
 
 def check_batch(batch_size: int) -> None:
-    if batch_size % world_size():
-        raise ConfigError(f"pretrain.batch_size {batch_size} cannot be shared equally among {world_size()} processes")
+    n = world_size()
+    if batch_size % n:
+        raise ConfigError(f"pretrain.batch_size {batch_size} cannot be shared equally among {n} processes: use a multiple of {n}")
+
+
+def check_shares(batch_size: int, bn_splits: int) -> None:
+    """Refuse, before any work, a run whose batch or BatchNorm groups the processes cannot share."""
+    check_batch(batch_size)
+    local_bn_splits(bn_splits)
 
 
 def local_bn_splits(bn_splits: int) -> int:
@@ -150,30 +163,29 @@ def local_bn_splits(bn_splits: int) -> int:
     if n == 1 or bn_splits == 1:
         return bn_splits
     if bn_splits % n:
-        raise ConfigError(f"model.bn_splits {bn_splits} cannot be shared among {n} processes: use 1 (SyncBatchNorm) or a multiple of {n}")
+        raise ConfigError(f"model.bn_splits {bn_splits} cannot be shared among {n} processes: use 1 (BatchNorm over the whole batch) or a multiple of {n}")
     return bn_splits // n
 
 
-def _synced(module: nn.Module, convert: type) -> nn.Module:
+def _synced(module: nn.Module, convert: type, synced: Callable[[nn.Module], nn.Module]) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, convert):
-            setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+            setattr(module, name, synced(child))
         else:
-            _synced(child, convert)
+            _synced(child, convert, synced)
     return module
 
 
 def prepare(model: nn.Module, device: torch.device, bn_splits: int) -> nn.Module:
-    """With several processes: the BatchNorm layers that normalise over the whole batch become
-    SyncBatchNorm (all of them when ``bn_splits`` is 1, else the heads' BatchNorm1d)."""
+    """With several processes: the BatchNorm layers that normalise over the whole batch (all of
+    them when ``bn_splits`` is 1, else the heads' BatchNorm1d) are synchronised across the
+    processes: PyTorch's SyncBatchNorm on GPUs, which it supports only there; ours elsewhere."""
     if world_size() == 1:
         return model
+    from .models.sync_batchnorm import SyncBatchNorm  # here: the models package imports torchvision, which a CLI error need not
+
     convert = nn.modules.batchnorm._BatchNorm if bn_splits == 1 else nn.BatchNorm1d
-    if any(isinstance(m, convert) for m in model.modules()):
-        if device.type != "cuda":
-            raise ConfigError("BatchNorm over the whole batch (model.bn_splits 1, or BatchNorm in the projector) needs SyncBatchNorm, which PyTorch runs on GPUs only")
-        _synced(model, convert)
-    return model
+    return _synced(model, convert, nn.SyncBatchNorm.convert_sync_batchnorm if device.type == "cuda" else SyncBatchNorm.from_batchnorm)
 
 
 def wrap(model: nn.Module, device: torch.device):

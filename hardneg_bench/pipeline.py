@@ -232,6 +232,7 @@ class Pipeline:
     def run(self) -> list[dict]:
         """Walk the chain; return the records of every stage of this run (cached or new). With
         several processes all of them pretrain, and process 0 alone evaluates."""
+        distributed.check_shares(self.cfg.pretrain.batch_size, self.cfg.model.bn_splits)
         encoder = self.pretrained_encoder()
         if not distributed.is_main():
             return self.records

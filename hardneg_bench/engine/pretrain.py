@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..config import RunConfig
+from ..config import RunConfig, to_dict
 from ..data.base import DatasetSpec, ImageSet
 from ..methods import Batch
 from ..methods.hardness import DIAGNOSTICS, HardnessTally
@@ -26,6 +26,7 @@ from ..faults import failpoint
 from ..store import atomic_torch_save, atomic_write_text, load_checkpoint, save_checkpoint
 from .batches import on_device, pretraining_batches, steps_per_epoch
 from .preemption import Interrupted, stop_requests
+from .loggers import open_logger
 from .progress import training_progress
 from .runtime import Runtime, derive_seed, device_name, rng_state, seed_everything, set_rng_state
 from .trainer import Trainer, encoder_spec
@@ -67,14 +68,6 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(run_dir / METRICS, buffer.getvalue())
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # TensorBoard is optional
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 class _EpochTotals:
@@ -129,9 +122,9 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             save_checkpoint(checkpoint_path, {"epoch": epoch, "step": step, "partial": partial, **trainer.state_dict(), "rng": rng_state(), "history": history}, key)
 
     images = on_device(data, device)
-    writer = _tensorboard(run_dir) if main else None
-    with training_progress(runtime.show_progress and main) as progress, stop_requests() as stop_signal:
-        task = progress.add_task(f"{cfg.method}/{spec.name}", total=steps * p.epochs, completed=steps * start_epoch + start_step, epoch=f"{start_epoch}/{p.epochs}", loss="-", ips="-")
+    logger = open_logger(runtime.logger if main else "none", run_dir, key, f"{cfg.method}-{spec.name}-{key}", to_dict(cfg))
+    with training_progress(runtime.show_progress and main, f"{cfg.method}/{spec.name}", p.epochs, steps) as progress, logger, stop_requests() as stop_signal:
+        progress.start(start_epoch, start_step)
         for epoch in range(start_epoch, p.epochs):
             model.train()
             started = time.perf_counter()
@@ -156,10 +149,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
                 loss = trainer.step(batch, tally if diagnose else None)
                 totals.add(step, loss)
                 failpoint("step")
-                progress.update(task, advance=1, epoch=f"{epoch + 1}/{p.epochs}")
-                if runtime.show_progress and main and (step % 20 == 0 or step == steps - 1):  # the only host syncs in an epoch
-                    elapsed = time.perf_counter() - started
-                    progress.update(task, loss=f"{loss.item():.4f}", ips=f"{(step + 1 - resume_at) * p.batch_size / elapsed:,.0f}")
+                progress.step(epoch, step, loss, (step + 1 - resume_at) * p.batch_size, time.perf_counter() - started)
                 if step + 1 < steps and (distributed.world_size() == 1 or step % 20 == 0):
                     signum = stop_signal()
                     if distributed.any_process(signum is not None, device):
@@ -178,14 +168,10 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             if not main:
                 continue
             _write_metrics(run_dir, history)
-            if writer is not None:
-                for name, value in history[-1].items():
-                    if name not in ("epoch", "steps"):
-                        writer.add_scalar(f"pretrain/{name}", value, epoch + 1)
+            logger.log({f"pretrain/{metric}": value for metric, value in history[-1].items() if metric not in ("epoch", "steps")}, epoch + 1)
+            progress.epoch_done(history)
             if (epoch + 1) % p.checkpoint_every == 0 or epoch + 1 == p.epochs:
                 checkpoint(epoch + 1, 0, None)
-    if writer is not None:
-        writer.close()
     if main:
         atomic_torch_save(encoder_record(cfg, spec, model.backbone), run_dir / ENCODER)
     return {

@@ -20,6 +20,8 @@ class Runtime:
     show_progress: bool = True
     compile: bool = False
     """torch.compile the method's encoders and heads (same results, faster steps once compiled)."""
+    logger: str = "none"
+    """Where the pretraining's per-epoch scalars also go: none, tensorboard or wandb (:mod:`.loggers`)."""
 
 
 def resolve_device(name: str) -> torch.device:
