@@ -42,7 +42,7 @@ from .engine.evaluate import extract_features, fast_linear_probe
 from .engine.runtime import Runtime, autocast, device_name
 from .engine.trainer import Trainer
 from .methods import Batch
-from .models.backbones import resolved_stem
+from .models.backbones import backbone_stem
 
 # Dense (no sparsity) bf16/fp16 tensor-core peaks from NVIDIA's data sheets (H100 Tensor Core
 # GPU data sheet: SXM 989.4 TFLOPS, PCIe 756 TFLOPS; H200 data sheet: 989 TFLOPS; A100 data
@@ -270,7 +270,7 @@ def bench(cfg: RunConfig, spec: DatasetSpec, runtime: Runtime, steps: int, warmu
         "dataset": spec.name,
         "data": "real" if data is not None else "synthetic",
         "backbone": cfg.model.backbone,
-        "stem": None if cfg.model.backbone == "tiny" else resolved_stem(cfg.model.stem, crop_size_of(p.augment, spec)),
+        "stem": backbone_stem(cfg.model.backbone, cfg.model.stem, crop_size_of(p.augment, spec)),
         "crop_size": crop_size_of(p.augment, spec),
         "batch_size": p.batch_size,
         "precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",

@@ -8,8 +8,8 @@ print them. Which option changed a key (``--config``, a flag, ``--set`` or a pap
 not stored with the run, only its value; ``hardneg-bench config`` shows the layers before a run.
 
 The random-init baseline has no recipe of its own: its reference is the plain RGB encoder of its
-backbone for the dataset (automatic stem, width 1, the dataset's image size), so CMC's Lab-split
-baseline shows ``encoder.lab_split=true``.
+backbone for the dataset (the stem ``auto`` builds, width 1, the dataset's image size), so CMC's
+Lab-split baseline shows ``encoder.lab_split=true``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 from .config import ConfigError, flatten, to_dict
 from .data.registry import get_dataset
+from .models.backbones import backbone_stem
 from .models.encoder import EncoderSpec
 from .pipeline import RANDOM_INIT, knn_stage, pretrain_stage, probe_stage
 from .recipes import Resolved, resolve
@@ -52,7 +53,8 @@ def recipe_stage_config(stage: str, record: dict) -> dict | None:
             backbone = config["encoder"]["backbone"]
         except (ConfigError, KeyError, TypeError):
             return None
-        plain = EncoderSpec(backbone=backbone, stem="auto", image_size=spec.image_size, input_mean=tuple(spec.mean), input_std=tuple(spec.std))
+        stem = backbone_stem(backbone, "auto", spec.image_size)
+        plain = EncoderSpec(backbone=backbone, stem=stem, image_size=spec.image_size, input_mean=tuple(spec.mean), input_std=tuple(spec.std))
         return {"method": RANDOM_INIT, "dataset": dataset, "seed": config.get("seed"), "encoder": plain.to_dict()}
     resolved = recipe(method, dataset) if method and dataset else None
     if resolved is None:

@@ -125,7 +125,10 @@ def test_the_ledger_label_records_what_the_run_trains():
 def test_run_says_so_before_training_and_marks_its_results(tmp_path, monkeypatch):
     def finished(self):  # the records a run of this config leaves, without training it
         config, label = pretrain_stage(self.cfg)
-        return [{"stage": "probe", "key": "p", "parent": config_key(config), **label, "eval_dataset": "shapes", "protocol": "fast", "metrics": {"test_accuracy": 42.0}}]
+        return [
+            {"stage": "pretrain", "key": config_key(config), "parent": None, **label, "metrics": {}},
+            {"stage": "probe", "key": "p", "parent": config_key(config), **label, "eval_dataset": "shapes", "protocol": "fast", "metrics": {"test_accuracy": 42.0}},
+        ]
 
     monkeypatch.setattr(Pipeline, "run", finished)
     env = {"HARDNEG_BENCH_RUNS": str(tmp_path), "COLUMNS": "250"}

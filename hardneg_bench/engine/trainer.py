@@ -15,17 +15,21 @@ from ..config import RunConfig
 from ..data.base import DatasetSpec
 from ..methods import Batch, Method, get_method
 from ..models import EncoderSpec, build_encoder, projection_head
+from ..models.backbones import backbone_stem
 from .batches import crop_size_of
 from .optim import build_optimizer, build_schedule
 from .runtime import Runtime, autocast, autocast_dtype
 
 
 def encoder_spec(cfg: RunConfig, spec: DatasetSpec) -> EncoderSpec:
-    """The architecture of the encoder ``cfg`` pretrains (CMC's when its method asks for it)."""
+    """The architecture of the encoder ``cfg`` pretrains (CMC's when its method asks for it), its
+    stem as built: the same encoder is one spec whichever way the config named its stem (the
+    random-init baseline's key is this spec)."""
+    image_size = crop_size_of(cfg.pretrain.augment, spec)
     return EncoderSpec(
         backbone=cfg.model.backbone,
-        stem=cfg.model.stem,
-        image_size=crop_size_of(cfg.pretrain.augment, spec),
+        stem=backbone_stem(cfg.model.backbone, cfg.model.stem, image_size),
+        image_size=image_size,
         width=cfg.model.width,
         lab_split=get_method(cfg.method).cls.lab_split,
         input_mean=tuple(spec.mean),

@@ -75,6 +75,12 @@ def resolved_stem(stem: str, image_size: int) -> str:
     return stem
 
 
+def backbone_stem(backbone: str, stem: str, image_size: int) -> str | None:
+    """The stem ``backbone`` is built with: a ResNet's :func:`resolved_stem`; None for the tiny CNN,
+    which has one stem whatever the config says."""
+    return resolved_stem(stem, image_size) if backbone in RESNETS else None
+
+
 def build_backbone(name: str, stem: str, image_size: int, in_channels: int = 3, width: float = 1.0, norm_layer: NormLayer = nn.BatchNorm2d) -> nn.Module:
     """The backbone ``name`` (a ResNet with the stem :func:`resolved_stem` picks)."""
     if name == "tiny":

@@ -19,7 +19,9 @@ from .split_batchnorm import SplitBatchNorm2d
 @dataclass(frozen=True)
 class EncoderSpec:
     backbone: str
-    stem: str
+    stem: str | None
+    """As built (:func:`~hardneg_bench.models.backbones.backbone_stem`): ``cifar`` or ``imagenet`` for
+    a ResNet, None for the tiny CNN; ``auto`` in files written before it was resolved here."""
     image_size: int
     width: float = 1.0
     lab_split: bool = False
