@@ -103,6 +103,13 @@ Progress = typer.Option(True, "--progress/--no-progress", help="Show the pretrai
 # checked by _data_root (one line), not by the option type
 DataRoot = typer.Option(None, "--data-root", help="Dataset folder (default: $HARDNEG_BENCH_DATA or ~/.cache/hardneg-bench/data).", show_default=False, readable=False)
 Compile = typer.Option(False, "--compile/--no-compile", help="torch.compile the encoders and heads (compiled once, at the first step).")
+# the options every command that resolves a run's config shares (run, config, bench)
+MethodName = typer.Option(None, "--method", "-m", help="Method name (hardneg-bench list methods).")
+DatasetName = typer.Option(None, "--dataset", "-d", help="Dataset name (hardneg-bench list datasets).")
+Epochs = typer.Option(None, help="Pretraining epochs (pretrain.epochs).")
+BatchSize = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size).")
+Backbone = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone).")
+Seed = typer.Option(None, help="Random seed (seed).")
 Logger = typer.Option("none", "--logger", metavar="[none|tensorboard|wandb]", help="Also log the pretraining's per-epoch scalars to TensorBoard or Weights & Biases (offline unless WANDB_MODE is set); installed with the extra of that name.")
 
 
@@ -149,12 +156,12 @@ def _runtime(device: str, workers: int, progress: bool, compile_: bool, logger: 
 
 @app.command()
 def run(
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Method name (hardneg-bench list methods)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (hardneg-bench list datasets)."),
-    epochs: Optional[int] = typer.Option(None, help="Pretraining epochs (pretrain.epochs)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size)."),
-    backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (seed)."),
+    method: Optional[str] = MethodName,
+    dataset: Optional[str] = DatasetName,
+    epochs: Optional[int] = Epochs,
+    batch_size: Optional[int] = BatchSize,
+    backbone: Optional[str] = Backbone,
+    seed: Optional[int] = Seed,
     device: str = Device,
     data_root: Optional[Path] = DataRoot,
     runs_dir: Optional[Path] = RunsDir,
@@ -202,10 +209,10 @@ def _stage_keys(method: str, records: list[dict], store) -> str:
 
 @app.command()
 def bench(
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Method name (hardneg-bench list methods)."),
+    method: Optional[str] = MethodName,
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name: its recipe, image size and split sizes."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size)."),
-    backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
+    batch_size: Optional[int] = BatchSize,
+    backbone: Optional[str] = Backbone,
     steps: int = typer.Option(10, "--steps", min=1, help="Timed steps per round of each measurement."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Rounds of each measurement, taking turns; the median round is reported with the range."),
     warmup: int = typer.Option(5, "--warmup", min=1, help="Untimed steps first (compilation, cuDNN autotuning, workers starting)."),
@@ -634,12 +641,12 @@ class ConfigFormat(str, Enum):
 
 @app.command("config")
 def config_(
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Method name (hardneg-bench list methods)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (hardneg-bench list datasets)."),
-    epochs: Optional[int] = typer.Option(None, help="Pretraining epochs (pretrain.epochs)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size)."),
-    backbone: Optional[str] = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (seed)."),
+    method: Optional[str] = MethodName,
+    dataset: Optional[str] = DatasetName,
+    epochs: Optional[int] = Epochs,
+    batch_size: Optional[int] = BatchSize,
+    backbone: Optional[str] = Backbone,
+    seed: Optional[int] = Seed,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key (repeatable)."),
     key: Optional[str] = typer.Option(None, "--key", "-k", help="Instead: a finished stage's key (or its start) from `list runs`: its stored config beside the recipe's.", show_default=False),
