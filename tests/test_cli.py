@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from cli_runner import cli, ledger
+from inprocess_cli import invoke
 
 FAST = ["--epochs", "2", "--batch-size", "128", "--set", "probe.epochs=20", "--no-progress"]
 
@@ -17,7 +18,7 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
     assert str(tmp_path / "data") in message.replace("\n", "")
 
 
-def test_run_caches_every_stage_and_report_reads_the_ledger(tmp_path):
+def test_run_caches_every_stage_and_report_reads_the_ledger(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     first = cli("run", "--method", "simclr", "--dataset", "shapes", *FAST, runs=runs)
     assert first.returncode == 0, first.stderr
@@ -40,13 +41,13 @@ def test_run_caches_every_stage_and_report_reads_the_ledger(tmp_path):
     assert second.returncode == 0 and time.perf_counter() - started < 15
     assert len(ledger(runs)) == len(records)  # nothing recomputed
 
-    report = cli("report", "--format", "json", runs=runs)
+    report = invoke(monkeypatch, "report", "--format", "json", runs=runs)  # in this process: the report only reads
     rows = json.loads(report.stdout)
     assert {r["method"] for r in rows} == {"simclr", "random-init"}
-    markdown = cli("report", "--format", "markdown", runs=runs).stdout
+    markdown = invoke(monkeypatch, "report", "--format", "markdown", runs=runs).stdout
     assert "| method" in markdown and "simclr" in markdown
-    assert "\\begin{tabular}" in cli("report", "--format", "latex", runs=runs).stdout
-    assert cli("report", "--format", "csv", runs=runs).stdout.startswith("method,dataset,backbone,epochs")
+    assert "\\begin{tabular}" in invoke(monkeypatch, "report", "--format", "latex", runs=runs).stdout
+    assert invoke(monkeypatch, "report", "--format", "csv", runs=runs).stdout.startswith("method,dataset,backbone,epochs")
 
     changed = cli("run", "--method", "simclr", "--dataset", "shapes", *FAST, "--set", "knn.k=5", runs=runs)
     assert changed.returncode == 0
@@ -54,13 +55,13 @@ def test_run_caches_every_stage_and_report_reads_the_ledger(tmp_path):
     assert sorted(r["stage"] for r in new) == ["knn", "knn"]  # only what depends on knn.k
 
 
-def test_list_commands(tmp_path):
-    methods = cli("list", "methods", runs=tmp_path)
-    assert methods.returncode == 0 and "simclr" in methods.stdout and "temperature=0.5" in methods.stdout
-    datasets = cli("list", "datasets", runs=tmp_path).stdout
+def test_list_commands(tmp_path, monkeypatch):
+    methods = invoke(monkeypatch, "list", "methods", runs=tmp_path)
+    assert methods.exit_code == 0 and "simclr" in methods.stdout and "temperature=0.5" in methods.stdout
+    datasets = invoke(monkeypatch, "list", "datasets", runs=tmp_path).stdout
     for name in ("shapes", "shapes-novel", "cifar10", "cifar100", "stl10", "imagenet100"):
         assert name in datasets
-    assert cli("list", "runs", runs=tmp_path).returncode == 0
+    assert invoke(monkeypatch, "list", "runs", runs=tmp_path).exit_code == 0
 
 
 def test_quickstart_recipe_beats_random_init_by_ten_points(tmp_path):
