@@ -110,6 +110,7 @@ Epochs = typer.Option(None, help="Pretraining epochs (pretrain.epochs).")
 BatchSize = typer.Option(None, "--batch-size", help="Pretraining batch size (pretrain.batch_size).")
 Backbone = typer.Option(None, help="tiny, resnet18 or resnet50 (model.backbone).")
 Seed = typer.Option(None, help="Random seed (seed).")
+ConfigFile = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes.")
 Logger = typer.Option("none", "--logger", metavar="[none|tensorboard|wandb]", help="Also log the pretraining's per-epoch scalars to TensorBoard or Weights & Biases (offline unless WANDB_MODE is set); installed with the extra of that name.")
 
 
@@ -165,7 +166,7 @@ def run(
     device: str = Device,
     data_root: Optional[Path] = DataRoot,
     runs_dir: Optional[Path] = RunsDir,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
+    config: Optional[Path] = ConfigFile,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set pretrain.optimizer.lr=0.1 (repeatable)."),
     download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
     workers: int = Workers,
@@ -217,7 +218,7 @@ def bench(
     rounds: int = typer.Option(3, "--rounds", min=1, help="Rounds of each measurement, taking turns; the median round is reported with the range."),
     warmup: int = typer.Option(5, "--warmup", min=1, help="Untimed steps first (compilation, cuDNN autotuning, workers starting)."),
     device: str = Device,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
+    config: Optional[Path] = ConfigFile,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set pretrain.precision=fp32 (repeatable)."),
     real_data: bool = typer.Option(False, "--real-data", help="Time on the dataset's files in the data root instead of random images of its shape."),
     data_root: Optional[Path] = DataRoot,
@@ -647,7 +648,7 @@ def config_(
     batch_size: Optional[int] = BatchSize,
     backbone: Optional[str] = Backbone,
     seed: Optional[int] = Seed,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of config keys, merged over the recipes."),
+    config: Optional[Path] = ConfigFile,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key (repeatable)."),
     key: Optional[str] = typer.Option(None, "--key", "-k", help="Instead: a finished stage's key (or its start) from `list runs`: its stored config beside the recipe's.", show_default=False),
     format: ConfigFormat = typer.Option(ConfigFormat.table, "--format", "-f", help="table, or yaml (with each key's source as a comment: a file --config reads)."),
