@@ -166,3 +166,15 @@ def test_readme_commands_run_as_written(line, store_with_results, monkeypatch, t
         assert "(2 seeds)" in done.stdout, (line, done.stdout[:800])
     else:
         assert "ring-table1" in done.stdout and "runs cached" in done.stdout, (line, done.stdout[:800])
+
+
+def test_the_command_line_reference_names_every_option():
+    """What `--help` lists, the README's command-line reference lists too (a --flag/--no-flag pair
+    by either name)."""
+    reference = README[README.index("## Command-line reference") : README.index("### Logs")]
+    command = typer.main.get_command(app)
+    for name, sub in command.commands.items():
+        assert f"hardneg-bench {name}" in reference, name
+        for param in sub.params:
+            names = [o for o in (*param.opts, *param.secondary_opts) if o.startswith("--") and o != "--help"]
+            assert not names or any(o in reference for o in names), (name, names)
