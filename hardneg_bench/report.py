@@ -18,8 +18,8 @@ import pandas as pd
 from rich.table import Table
 from tabulate import tabulate
 
-from .config import ConfigError
-from .provenance import encoder_changes
+from .config import ConfigError, flatten
+from .provenance import encoder_changes, format_value
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 ROW = ["method", "dataset", "backbone", "epochs"]
@@ -45,13 +45,44 @@ def _runs_as(record: dict) -> dict:
     return {"runs_as": found.get("method"), "runs_as_why": found.get("why")}
 
 
+EVALUATION_IDENTITY = ("parent", "seed")
+"""Keys of an evaluation's config that say which encoder and seed it evaluated, not how."""
+
+
+def evaluation_variants(records: Iterable[dict]) -> dict[str, str]:
+    """For every evaluation record's key: the settings in which its evaluation differs from the
+    other evaluations of the same encoder configuration and column (``probe.epochs=5``), "" where
+    they agree. Seeds are aggregated within one variant only: two probe settings of one encoder
+    configuration are two columns, never two seeds of one cell."""
+    by_cell: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in records:
+        column = _column(r)
+        if column is not None:
+            config = {k: v for k, v in (r.get("config") or {}).items() if k not in EVALUATION_IDENTITY}
+            by_cell.setdefault((r["group"], column), {})[r["key"]] = flatten(json.loads(json.dumps(config)))
+    variants: dict[str, str] = {}
+    for configs in by_cell.values():
+        keys = sorted({k for c in configs.values() for k in c})
+        differing = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+        for key, config in configs.items():
+            variants[key] = ", ".join(f"{k}={format_value(config.get(k))}" for k in differing)
+    return variants
+
+
 def results_frame(records: Iterable[dict]) -> pd.DataFrame:
     """One row per evaluation record (the last record of each stage key wins); ``changes``: how
-    its encoder's pretraining differs from the recipe (:mod:`hardneg_bench.provenance`)."""
+    its encoder's pretraining differs from the recipe (:mod:`hardneg_bench.provenance`); a column
+    that holds evaluations with different settings is split by them (:func:`evaluation_variants`)."""
     latest = {(r["stage"], r["key"]): r for r in records}
     changes = encoder_changes(latest.values())
+    variants = evaluation_variants(latest.values())
+
+    def column(r: dict) -> str:
+        variant = variants.get(r["key"])
+        return f"{_column(r)} [{variant}]" if variant else _column(r)
+
     rows = [
-        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": _column(r), "accuracy": r["metrics"]["test_accuracy"], **_runs_as(r)}
+        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": column(r), "accuracy": r["metrics"]["test_accuracy"], **_runs_as(r)}
         for r in latest.values()
         if _column(r)
     ]

@@ -190,3 +190,27 @@ def test_diagnostics_chart_tells_eleven_methods_apart_and_the_legend_covers_noth
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     assert not any(_overlaps(legend.get_window_extent(renderer), a.get_window_extent(renderer)) for legend in figure.legends for a in figure.axes)
+
+
+def test_two_probe_settings_of_one_encoder_are_two_columns_not_two_seeds(tmp_path):
+    """Seed 0 probed with 5 and with 100 epochs, seed 1 with 100: the 100-epoch cell is the mean
+    of its two seeds, the 5-epoch one a column of its own, named by the setting that differs."""
+    from dataclasses import replace as with_
+
+    from hardneg_bench.config import config_key
+    from hardneg_bench.pipeline import pretrain_stage, probe_stage
+    from hardneg_bench.recipes import resolve_config
+
+    records = []
+    for seed, probes in ((0, {5: 30.0, 100: 40.0}), (1, {100: 44.0})):
+        cfg = resolve_config("simclr", "shapes", overrides=["pretrain.epochs=1"], flags={"seed": seed})
+        config, label = pretrain_stage(cfg)
+        key = config_key(config)
+        records.append({"stage": "pretrain", "key": key, "parent": None, **label, "config": config, "metrics": {}})
+        for epochs, accuracy in probes.items():
+            probe = probe_stage(with_(cfg, probe=with_(cfg.probe, epochs=epochs)), key, "shapes")
+            records.append({"stage": "probe", "key": config_key(probe), "parent": key, **label, "eval_dataset": "shapes", "protocol": "fast", "config": probe, "metrics": {"test_accuracy": accuracy}})
+    write_ledger(tmp_path / "runs", records)
+    rows = json.loads(report("--runs", "--format", "json", runs=tmp_path / "runs").stdout)
+    cells = {r["column"]: (r["mean"], r["count"]) for r in rows}
+    assert cells == {"linear (fast) [probe.epochs=5]": (30.0, 1), "linear (fast) [probe.epochs=100]": (42.0, 2)}, cells
