@@ -15,6 +15,7 @@ import json
 from typing import Iterable, Sequence
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 from tabulate import tabulate
 
@@ -191,7 +192,7 @@ def render(frame: pd.DataFrame, fmt: str):
     counts = frame.groupby([*ROW, "group", "column"])["seed"].count()
     table = Table(title=f"hardneg-bench results (test accuracy %, {accuracy_description(counts)})", caption="\n".join(notes) or None, caption_justify="left")
     for name in wide.columns:
-        table.add_column(str(name), justify="left" if name in left else "right")
+        table.add_column(escape(str(name)), justify="left" if name in left else "right")
     for row in wide.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(escape(str(v)) for v in row))
     return table

@@ -261,13 +261,14 @@ def render_table(table: PaperTable, cells: list[Cell], fmt: str, overrides: list
         return "\n\n".join([tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), ran, "\n".join(f"{n}  " for n in notes)]).rstrip() + "\n"
     if fmt == "latex":
         return latex_table(wide, ["method"], [ran, *notes])
+    from rich.markup import escape
     from rich.table import Table
 
     out = Table(title=f"{table.name}: {table_title(table, overrides)} ({table.metric} test accuracy %)", caption="\n".join([what_ran(cells), *notes]), caption_justify="left")
     for name in wide.columns:
-        out.add_column(str(name), justify="left" if name == "method" else "right")
+        out.add_column(escape(str(name)), justify="left" if name == "method" else "right")
     for line in wide.itertuples(index=False):
-        out.add_row(*(str(v) for v in line))
+        out.add_row(*(escape(str(v)) for v in line))
     return out
 
 

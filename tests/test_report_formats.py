@@ -214,3 +214,5 @@ def test_two_probe_settings_of_one_encoder_are_two_columns_not_two_seeds(tmp_pat
     rows = json.loads(report("--runs", "--format", "json", runs=tmp_path / "runs").stdout)
     cells = {r["column"]: (r["mean"], r["count"]) for r in rows}
     assert cells == {"linear (fast) [probe.epochs=5]": (30.0, 1), "linear (fast) [probe.epochs=100]": (42.0, 2)}, cells
+    shown = report("--runs", runs=tmp_path / "runs").stdout  # the terminal table keeps the brackets (no markup)
+    assert "[probe.epochs=5]" in shown and "[probe.epochs=100]" in shown, shown
