@@ -210,7 +210,7 @@ def time_probe(cfg: RunConfig, spec: DatasetSpec, trainer: Trainer, train: Image
     encoder = trainer.model.backbone
     _sync(runtime.device)
     started = time.perf_counter()
-    features = [extract_features(encoder, on_device(split, runtime.device), spec, cfg.probe.image_size, runtime) for split in (train, test)]
+    features = [extract_features(encoder, on_device(split, runtime.device), spec, cfg.probe, runtime) for split in (train, test)]
     fast_linear_probe(*features, spec.num_classes, cfg.probe, cfg.seed)
     _sync(runtime.device)
     return time.perf_counter() - started

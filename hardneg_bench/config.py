@@ -26,6 +26,13 @@ class ConfigError(ValueError):
     """A bad configuration; the message is one line that names the offending key."""
 
 
+def added_field(default: Any, **kwargs: Any) -> Any:
+    """A field added after stage keys were first issued. While it holds its default it is left out
+    of stage keys (:func:`to_dict` with ``keyed=True``), so every key made before the field existed
+    still finds its stored result; set to anything else, it is part of the key."""
+    return field(default=default, metadata={"keyed_when_set": True}, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------
 # The sections of a run
 
@@ -47,6 +54,11 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_fraction: float = 0.1
     """Gaussian-blur kernel side as a fraction of the crop (SimCLR: 10%), made odd, at least 3."""
+    grayscale_before_jitter: bool = added_field(False)
+    """Grayscale before colour jitter instead of after: the order of CMC's eval_moco_ins.py
+    (HobbitLong/CMC@7b227be, lines 162-166) and of the Ring code's default transforms
+    (mhw32/contrastive-ring-public@fb3e1c2 src/datasets/datasets.py load_default_transforms).
+    SimCLR's order (jitter, then grayscale) is the default."""
 
     def __post_init__(self) -> None:
         require(self.crop_size is None or self.crop_size >= 8, "crop_size", "must be at least 8")
@@ -157,7 +169,9 @@ def _probe_optimizer() -> OptimizerConfig:
 
 @dataclass
 class ProbeConfig:
-    """Linear classifier on the frozen backbone's pooled features."""
+    """Linear classifier on the frozen backbone's pooled features. The defaults are the clean
+    protocol (the frozen encoder untouched, PyTorch's layer initialisation, the last epoch
+    reported); each paper table sets what its source code does (experiments/tables/*.yaml)."""
 
     protocol: str = "fast"
     """``fast``: features of the un-augmented images computed once, classifier trained on them;
@@ -172,11 +186,38 @@ class ProbeConfig:
     image_size: int | None = None
     """Evaluation image size; None keeps the native size of 32/96-px datasets (HCL's test
     transform) and center-crops 224 after resizing to 256 for ImageNet-100."""
+    test_resize: int | None = added_field(None)
+    """Resize test images to this side before centre-cropping ``image_size`` (the Ring code's
+    Resize(256) + CenterCrop(224) of 32-px CIFAR images, src/datasets/datasets.py); None resizes
+    in-memory images straight to ``image_size`` and folder images to ``image_size`` / 0.875."""
+    encoder_batchnorm: str = added_field("eval")
+    """BatchNorm mode of the frozen encoder while the classifier trains (``paper`` protocol).
+    ``eval`` (default; MoCo main_lincls.py, CMC's linear scripts): stored statistics, untouched.
+    ``train``: batch statistics, and the running statistics rewritten at every step and used by
+    the test pass, as HCL's and DCL's linear.py (``net.train()``) and the Ring code's
+    TransferSystem (PyTorch Lightning puts the whole system in train mode) do. It runs on a copy
+    of the encoder: the stored encoder and every other evaluation of it are untouched."""
+    classifier_init: str = added_field("pytorch")
+    """``pytorch``: nn.Linear's default (HCL/DCL linear.py, the Ring code's LogisticRegression);
+    ``normal``: weights N(0, 0.01^2), bias 0 (MoCo main_lincls.py:240-241, CMC
+    models/LinearModel.py ``initilize``)."""
+    drop_last: bool = added_field(False)
+    """Drop each epoch's last incomplete training batch (the Ring code's create_dataloader)."""
+    report_epoch: str = added_field("last")
+    """``last``: the test accuracy after the last epoch (HCL's linear.py); ``best``: the best test
+    accuracy over the epochs, tested after each (MoCo main_lincls.py:412, CMC's linear scripts).
+    ``best`` selects on the test split, as those scripts do; ``last`` does not."""
 
     def __post_init__(self) -> None:
         require(self.protocol in ("fast", "paper"), "protocol", f"must be fast or paper, got {self.protocol!r}")
         require(self.epochs >= 1, "epochs", "must be at least 1")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(self.image_size is None or self.image_size >= 8, "image_size", "must be at least 8")
+        require(self.test_resize is None or (self.image_size is not None and self.test_resize >= self.image_size), "test_resize", "needs image_size and must be at least image_size")
+        require(self.encoder_batchnorm in ("eval", "train"), "encoder_batchnorm", f"must be eval or train, got {self.encoder_batchnorm!r}")
+        require(self.encoder_batchnorm == "eval" or self.protocol == "paper", "encoder_batchnorm", "train needs protocol paper (the fast protocol computes features once)")
+        require(self.classifier_init in ("pytorch", "normal"), "classifier_init", f"must be pytorch or normal, got {self.classifier_init!r}")
+        require(self.report_epoch in ("last", "best"), "report_epoch", f"must be last or best, got {self.report_epoch!r}")
 
 
 @dataclass
@@ -185,10 +226,15 @@ class KnnConfig:
 
     k: int = 200
     temperature: float = 0.5
+    feature: str = added_field("backbone")
+    """``backbone``: the pooled backbone feature (HCL/DCL main.py ``test()``); ``head``: the
+    projection head's output, as MoCo's CIFAR-10 demo monitors kNN on encoder_q's 128-d fc output
+    (facebookresearch/moco colab/moco_cifar10_demo.ipynb ``test``)."""
 
     def __post_init__(self) -> None:
         require(self.k >= 1, "k", "must be at least 1")
         require(self.temperature > 0, "temperature", "must be positive")
+        require(self.feature in ("backbone", "head"), "feature", f"must be backbone or head, got {self.feature!r}")
 
 
 @dataclass
@@ -296,12 +342,17 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
         raise ConfigError(f"config key '{full}' {err.message}") from None
 
 
-def to_dict(obj: Any) -> Any:
-    """Plain data (dicts, lists, scalars) for a config dataclass, ready for YAML or JSON."""
+def to_dict(obj: Any, keyed: bool = False) -> Any:
+    """Plain data (dicts, lists, scalars) for a config dataclass, ready for YAML or JSON. With
+    ``keyed`` (a stage key's config) an :func:`added_field` at its default is left out."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_dict(getattr(obj, f.name), keyed)
+            for f in dataclasses.fields(obj)
+            if not (keyed and f.metadata.get("keyed_when_set") and getattr(obj, f.name) == f.default)
+        }
     if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, keyed) for v in obj]
     return obj
 
 

@@ -27,7 +27,7 @@ from .data.base import DatasetSpec, ImageSet
 from .data.registry import get_dataset
 from .engine.batches import on_device
 from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
-from .engine.pretrain import ENCODER, TrainingDiverged, load_encoder, pretrain, save_random_init
+from .engine.pretrain import ENCODER, TrainingDiverged, load_encoder, load_encoder_with_head, pretrain, save_random_init
 from .engine.trainer import encoder_spec
 from .engine.runtime import Runtime
 from .methods.registry import runs_as
@@ -67,7 +67,7 @@ def pretrain_stage(cfg: RunConfig) -> tuple[dict, dict]:
     """The pretraining stage's config (its key is the hash) and its report label; the label's
     ``group`` is the key without the seed, shared by every seed of one configuration, and its
     ``runs_as`` is :func:`runs_as_label` (every evaluation of the encoder inherits the label)."""
-    config = {k: to_dict(getattr(cfg, k)) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
+    config = {k: to_dict(getattr(cfg, k), keyed=True) for k in ("method", "dataset", "seed", "model", "method_params", "pretrain")}
     label = {
         "method": cfg.method,
         "dataset": cfg.dataset,
@@ -91,11 +91,15 @@ def random_init_stage(cfg: RunConfig) -> tuple[dict, dict]:
 def probe_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
     """The config of the linear probe of the encoder ``encoder_key`` on ``dataset``."""
     augment = (cfg.probe.augment or cfg.pretrain.augment) if cfg.probe.protocol == "paper" else None
-    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=augment))}
+    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=augment), keyed=True)}
 
 
 def knn_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
-    return {"parent": encoder_key, "dataset": dataset, "knn": to_dict(cfg.knn), "image_size": cfg.probe.image_size}
+    """The config of the kNN evaluation: its own settings and the probe's test transform."""
+    config = {"parent": encoder_key, "dataset": dataset, "knn": to_dict(cfg.knn, keyed=True), "image_size": cfg.probe.image_size}
+    if cfg.probe.test_resize is not None:
+        config["test_resize"] = cfg.probe.test_resize
+    return config
 
 
 @dataclass(frozen=True)
@@ -183,13 +187,15 @@ class Pipeline:
         record = self._stage("pretrain", config, label, lambda run_dir: save_random_init(cfg, spec, run_dir))
         return Encoder(record["key"], label)
 
-    def _encoder_module(self, encoder: Encoder) -> torch.nn.Module:
-        return load_encoder(self.store.stage_dir("pretrain", encoder.key) / ENCODER, self.runtime.device)
+    def _encoder_module(self, encoder: Encoder, head: bool = False) -> torch.nn.Module:
+        """The stored encoder (followed by its projection head with ``head``), frozen."""
+        path = self.store.stage_dir("pretrain", encoder.key) / ENCODER
+        return load_encoder_with_head(path, self.runtime.device) if head else load_encoder(path, self.runtime.device)
 
-    def _features(self, encoder: Encoder, spec: DatasetSpec, split: str):
-        cache_key = ("features", encoder.key, spec.name, split)
+    def _features(self, encoder: Encoder, spec: DatasetSpec, split: str, head: bool = False):
+        cache_key = ("features", encoder.key, spec.name, split, head)
         if cache_key not in self._data:
-            self._data[cache_key] = extract_features(self._encoder_module(encoder), self.device_data(spec, split), spec, self.cfg.probe.image_size, self.runtime)
+            self._data[cache_key] = extract_features(self._encoder_module(encoder, head), self.device_data(spec, split), spec, self.cfg.probe, self.runtime)
         return self._data[cache_key]
 
     def linear_probe(self, stage: str, encoder: Encoder, spec: DatasetSpec) -> dict:
@@ -213,7 +219,8 @@ class Pipeline:
         config = knn_stage(cfg, encoder.key, spec.name)
 
         def compute(_: Path) -> dict:
-            return {"test_accuracy": knn_accuracy(self._features(encoder, spec, "train"), self._features(encoder, spec, "test"), spec.num_classes, cfg.knn)}
+            head = cfg.knn.feature == "head"
+            return {"test_accuracy": knn_accuracy(self._features(encoder, spec, "train", head), self._features(encoder, spec, "test", head), spec.num_classes, cfg.knn)}
 
         return self._stage("knn", config, {**encoder.label, "eval_dataset": spec.name}, compute, needs=((spec, "train"), (spec, "test")))
 

@@ -107,7 +107,7 @@ def test_feature_extraction_and_probe_augmentation_do_nothing_per_batch_on_the_h
 
     def extract(inputs, batch_size: int) -> None:
         encoder, data = inputs
-        features, labels = extract_features(encoder, data, spec, 40, RUNTIME, batch_size=batch_size)  # resized to 40 px
+        features, labels = extract_features(encoder, data, spec, ProbeConfig(image_size=40), RUNTIME, batch_size=batch_size)  # resized to 40 px
         assert features.shape == (32, encoder.feature_dim) and features.device == labels.device == DEVICE
         for views, _ in augmented_batches(data, cfg.pretrain.augment, spec, batch_size, DEVICE, 0, 0):
             assert views.device == DEVICE

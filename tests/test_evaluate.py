@@ -70,7 +70,7 @@ def test_probing_never_changes_the_encoder():
     cfg = ProbeConfig(protocol="paper", epochs=2, batch_size=16, optimizer=ProbeConfig().optimizer)
     result = paper_linear_probe(encoder, on_device(data, CPU.device), on_device(data, CPU.device), spec, cfg, augment, CPU, seed=0)
     assert 0 <= result["test_accuracy"] <= 100
-    extract_features(encoder, on_device(data, CPU.device), spec, None, CPU)
+    extract_features(encoder, on_device(data, CPU.device), spec, ProbeConfig(), CPU)
     after = encoder.state_dict()
     assert before.keys() == after.keys()
     for name, value in before.items():
@@ -83,7 +83,7 @@ def test_features_are_the_encoders_output_in_order():
     images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
     data = ImageTensorSet(images, torch.arange(10) % 3)
     encoder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4)).eval()
-    features, labels = extract_features(encoder, on_device(data, CPU.device), _spec(data), None, CPU, batch_size=3)
+    features, labels = extract_features(encoder, on_device(data, CPU.device), _spec(data), ProbeConfig(), CPU, batch_size=3)
     expected = encoder((images.float() / 255 - 0.5) / 0.25)
     assert torch.allclose(features, expected, atol=1e-5)
     assert torch.equal(labels, data.labels)

@@ -8,7 +8,8 @@
   Gaussian blur as one grouped convolution. It runs wherever the batch is (CPU or GPU).
 
 Order of the ops (both paths): crop + resize, horizontal flip, colour jitter (probability
-``jitter_p``; brightness, contrast, saturation, hue in a random order), grayscale, Gaussian blur
+``jitter_p``; brightness, contrast, saturation, hue in a random order), grayscale (before the
+jitter with ``grayscale_before_jitter``, as CMC's and the Ring code's transforms), Gaussian blur
 (probability ``blur_p``), then normalisation with the dataset's mean and std.
 """
 
@@ -38,23 +39,25 @@ def reference_transform(cfg: AugmentConfig, mean, std, crop_size: int) -> v2.Com
     ops: list = [v2.ToImage(), v2.RandomResizedCrop(crop_size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True)]
     if cfg.flip_p > 0:
         ops.append(v2.RandomHorizontalFlip(cfg.flip_p))
+    colour = []
     if cfg.jitter_p > 0 and any(cfg.jitter):
-        ops.append(v2.RandomApply([v2.ColorJitter(*cfg.jitter)], p=cfg.jitter_p))
+        colour.append(v2.RandomApply([v2.ColorJitter(*cfg.jitter)], p=cfg.jitter_p))
     if cfg.grayscale_p > 0:
-        ops.append(v2.RandomGrayscale(cfg.grayscale_p))
+        colour.append(v2.RandomGrayscale(cfg.grayscale_p))
+    ops += colour[::-1] if cfg.grayscale_before_jitter else colour
     if cfg.blur_p > 0:
         ops.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(cfg, crop_size), sigma=cfg.blur_sigma)], p=cfg.blur_p))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     return v2.Compose(ops)
 
 
-def eval_transform(mean, std, image_size: int) -> v2.Compose:
-    """Evaluation view of a folder image: resize the short side to image_size / 0.875, centre-crop
-    image_size (ImageNet's Resize(256) + CenterCrop(224)), normalise."""
+def eval_transform(mean, std, image_size: int, resize: int) -> v2.Compose:
+    """Evaluation view of a folder image: resize the short side to ``resize``, centre-crop
+    ``image_size`` (ImageNet's Resize(256) + CenterCrop(224)), normalise."""
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.Resize(int(image_size / 0.875), antialias=True),
+            v2.Resize(resize, antialias=True),
             v2.CenterCrop(image_size),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
@@ -70,12 +73,23 @@ def _normalize_(x: torch.Tensor, mean, std) -> torch.Tensor:
     return x
 
 
-def normalize_batch(images: torch.Tensor, mean, std, size: int | None) -> torch.Tensor:
-    """uint8 (N, 3, H, W) to normalised float32, resized (antialiased bilinear) only when ``size``
-    differs from the images' side."""
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if (size, size) == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def normalize_batch(images: torch.Tensor, mean, std, size: int | None, resize: int | None = None) -> torch.Tensor:
+    """Square uint8 (N, 3, H, W) to normalised float32: resized (antialiased bilinear) to
+    ``resize`` and centre-cropped to ``size`` (torchvision's CenterCrop offsets) when ``resize``
+    is given, else resized to ``size`` when it differs from the images' side."""
     x = images.float() / 255
-    if size is not None and (size, size) != tuple(x.shape[-2:]):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if resize is not None:
+        x = _resize(x, resize)
+        top = int(round((resize - size) / 2.0))
+        x = x[..., top : top + size, top : top + size]
+    elif size is not None:
+        x = _resize(x, size)
     return _normalize_(x, mean, std)
 
 
@@ -273,8 +287,11 @@ class BatchAugment:
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         x = self.resized_crop(images.float() / 255, params.crop, params.flip)
+        if self.cfg.grayscale_before_jitter:
+            x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
         x = colour_jitter(x, params.jitter, params.jitter_factors, params.jitter_order)
-        x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
+        if not self.cfg.grayscale_before_jitter:
+            x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
         if self.cfg.blur_p > 0:
             x = gaussian_blur(x, self.kernel_size, params.blur_sigma)
         return _normalize_(x, self.mean, self.std)

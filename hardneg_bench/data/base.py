@@ -88,3 +88,7 @@ class DatasetSpec:
     transfer_target: str | None = None
     builtin: bool = False
     """True for the generated datasets that need no files."""
+    folder: bool = False
+    """True for image folders of varying image sizes (ImageNet-100): evaluated with
+    Resize(image_size / 0.875) + CenterCrop(image_size) unless the probe says otherwise; the
+    in-memory sets are square at ``image_size``."""

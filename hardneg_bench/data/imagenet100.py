@@ -60,4 +60,5 @@ IMAGENET100 = DatasetSpec(
     # 50 validation images per class; the training split is not fixed (ImageNet-1k has 732 to 1,300
     # images per class): it is counted from the folder when loaded (reproduce --dry-run does so)
     split_sizes={"test": 5_000},
+    folder=True,
 )

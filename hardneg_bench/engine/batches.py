@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed
-from ..config import AugmentConfig
+from ..config import AugmentConfig, ProbeConfig
 from ..data.augment import BatchAugment, eval_transform, normalize_batch, reference_transform
 from ..data.base import DatasetSpec, ImageSet, ImageTensorSet
 from ..methods.base import Batch
@@ -114,23 +114,36 @@ def pretraining_batches(
 
 
 def augmented_batches(
-    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int
+    data: ImageSet | DeviceImages, augment: AugmentConfig, spec: DatasetSpec, batch_size: int, device: torch.device, seed: int, num_workers: int, drop_last: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of (augmented images, labels), shuffled, every image once."""
-    for (images,), _, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, 1, False, distributed.WHOLE):
+    """One epoch of (augmented images, labels), shuffled, every image once (but the last
+    incomplete batch with ``drop_last``)."""
+    for (images,), _, labels in _augmented(data, augment, spec, batch_size, device, seed, num_workers, 1, drop_last, distributed.WHOLE):
         yield images, labels
 
 
+def test_geometry(probe: ProbeConfig, spec: DatasetSpec) -> tuple[int | None, int]:
+    """(side the test images are resized to first or None, side they are centre-cropped to) as
+    :func:`eval_batches` applies them: in-memory sets (32/96-px datasets) keep their native size
+    unless ``image_size`` asks for another; folders (ImageNet-100) default to Resize(256) +
+    CenterCrop(224), MoCo's and CMC's test transform."""
+    size = probe.image_size or spec.image_size
+    if spec.folder:
+        return probe.test_resize or int(size / 0.875), size
+    return probe.test_resize, size
+
+
 def eval_batches(
-    data: ImageSet | DeviceImages, spec: DatasetSpec, image_size: int | None, batch_size: int, device: torch.device, num_workers: int
+    data: ImageSet | DeviceImages, spec: DatasetSpec, probe: ProbeConfig, batch_size: int, device: torch.device, num_workers: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every image once, in order, un-augmented: in-memory sets resized only when ``image_size``
-    asks for it; folders resized to size/0.875 and centre-cropped (224 by default)."""
+    """Every image once, in order, un-augmented, resized and centre-cropped as
+    :func:`test_geometry` says."""
+    resize, size = test_geometry(probe, spec)
     if isinstance(data, DeviceImages):
         for idx in _index_batches(len(data), batch_size, False, None, data.device):
-            yield channels_last(normalize_batch(data.images[idx], spec.mean, spec.std, image_size)), data.labels[idx]
+            yield channels_last(normalize_batch(data.images[idx], spec.mean, spec.std, size, resize)), data.labels[idx]
         return
-    transform = eval_transform(spec.mean, spec.std, image_size or 224)
+    transform = eval_transform(spec.mean, spec.std, size, resize)
     for images, _, labels in _loader(data, transform, 1, batch_size, False, False, 0, num_workers):
         yield channels_last(images.to(device, non_blocking=True)), labels.to(device)
 

@@ -17,11 +17,13 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..config import RunConfig, to_dict
+from ..config import ConfigError, RunConfig, to_dict
 from ..data.base import DatasetSpec, ImageSet
 from ..methods import Batch
 from ..methods.hardness import DIAGNOSTICS, HardnessTally
+from ..methods.registry import get_method
 from ..models import EncoderSpec, build_encoder
+from ..models.heads import projection_head
 from ..faults import failpoint
 from ..store import atomic_torch_save, atomic_write_text, load_checkpoint, save_checkpoint
 from .batches import on_device, pretraining_batches, steps_per_epoch
@@ -29,7 +31,7 @@ from .preemption import Interrupted, stop_requests
 from .loggers import open_logger
 from .progress import training_progress
 from .runtime import Runtime, derive_seed, device_name, rng_state, seed_everything, set_rng_state
-from .trainer import Trainer, encoder_spec
+from .trainer import Trainer, encoder_spec, head_spec
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER = "encoder.pt"
@@ -40,9 +42,22 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def encoder_record(cfg: RunConfig, spec: DatasetSpec, backbone: torch.nn.Module) -> dict:
-    """What ``encoder.pt`` holds: enough to rebuild the encoder without the run's config."""
-    return {"encoder": encoder_spec(cfg, spec).to_dict(), "state_dict": backbone.state_dict()}
+class NoHead(ConfigError):
+    """``knn.feature: head`` asked for a projection head that ``encoder.pt`` does not hold."""
+
+
+def encoder_record(cfg: RunConfig, spec: DatasetSpec, backbone: torch.nn.Module, projector: torch.nn.Module) -> dict:
+    """What ``encoder.pt`` holds: enough to rebuild the encoder without the run's config, and its
+    projection head (for a kNN on the head's output, as MoCo's CIFAR-10 demo monitors); CMC's
+    two heads, one per stream, are not stored."""
+    record = {"encoder": encoder_spec(cfg, spec).to_dict(), "state_dict": backbone.state_dict()}
+    if not get_method(cfg.method).cls.lab_split:
+        record["head"] = {"spec": head_spec(cfg, backbone.feature_dim), "state_dict": projector.state_dict()}
+    return record
+
+
+def _frozen(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    return module.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
 
 def load_encoder(path: Path, device: torch.device) -> torch.nn.Module:
@@ -50,14 +65,26 @@ def load_encoder(path: Path, device: torch.device) -> torch.nn.Module:
     record = torch.load(path, map_location=device, weights_only=True)
     encoder = build_encoder(EncoderSpec(**record["encoder"]))
     encoder.load_state_dict(record["state_dict"])
-    encoder.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
-    return encoder
+    return _frozen(encoder, device)
+
+
+def load_encoder_with_head(path: Path, device: torch.device) -> torch.nn.Module:
+    """The saved encoder followed by its projection head, in eval mode, frozen."""
+    record = torch.load(path, map_location=device, weights_only=True)
+    if "head" not in record:
+        raise NoHead(f"{path} holds no projection head (CMC's heads are not stored, nor were heads before knn.feature existed): knn.feature head needs one; use knn.feature backbone or pretrain again")
+    head = projection_head(**record["head"]["spec"])
+    head.load_state_dict(record["head"]["state_dict"])
+    return torch.nn.Sequential(load_encoder(path, device), _frozen(head, device))
 
 
 def save_random_init(cfg: RunConfig, spec: DatasetSpec, run_dir: Path) -> dict:
-    """The random-init baseline: the encoder as initialised with the run's seed, untrained."""
+    """The random-init baseline: the encoder (and its head) as initialised with the run's seed,
+    untrained."""
     seed_everything(derive_seed(cfg.seed, "init"))
-    atomic_torch_save(encoder_record(cfg, spec, build_encoder(encoder_spec(cfg, spec))), run_dir / ENCODER)
+    backbone = build_encoder(encoder_spec(cfg, spec))
+    projector = projection_head(**head_spec(cfg, backbone.feature_dim))  # drawn after the encoder: its init is unchanged
+    atomic_torch_save(encoder_record(cfg, spec, backbone, projector), run_dir / ENCODER)
     return {"epochs_trained": 0}
 
 
@@ -173,7 +200,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             if (epoch + 1) % p.checkpoint_every == 0 or epoch + 1 == p.epochs:
                 checkpoint(epoch + 1, 0, None)
     if main:
-        atomic_torch_save(encoder_record(cfg, spec, model.backbone), run_dir / ENCODER)
+        atomic_torch_save(encoder_record(cfg, spec, model.backbone, model.projector), run_dir / ENCODER)
     return {
         "final_loss": history[-1]["loss"],
         "epochs_trained": p.epochs,

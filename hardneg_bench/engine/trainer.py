@@ -37,13 +37,20 @@ def encoder_spec(cfg: RunConfig, spec: DatasetSpec) -> EncoderSpec:
     )
 
 
+def head_spec(cfg: RunConfig, in_dim: int) -> dict:
+    """The arguments of :func:`~hardneg_bench.models.heads.projection_head` for ``cfg``'s head on
+    features of width ``in_dim`` (stored with the encoder, so the head can be rebuilt)."""
+    m = cfg.model
+    return {"in_dim": in_dim, "hidden_dim": m.projector_hidden_dim or in_dim, "out_dim": m.projector_out_dim, "batchnorm": m.projector_batchnorm, "layers": m.projector_layers}
+
+
 def build_method(cfg: RunConfig, spec: DatasetSpec, dataset_size: int) -> Method:
     """The method of ``cfg``, its BatchNorm arranged for this process's share of the batch."""
     m = cfg.model
     backbone = build_encoder(encoder_spec(cfg, spec), distributed.local_bn_splits(m.bn_splits))
 
     def make_projector(in_dim: int) -> torch.nn.Module:
-        return projection_head(in_dim, m.projector_hidden_dim or in_dim, m.projector_out_dim, m.projector_batchnorm, m.projector_layers)
+        return projection_head(**head_spec(cfg, in_dim))
 
     return get_method(cfg.method).cls(backbone, make_projector, cfg.method_params, dataset_size)
 
