@@ -1,14 +1,21 @@
 """Linear probe and kNN: against brute-force computations, test split only, encoder untouched."""
 
+import copy
 import math
+from dataclasses import replace
+from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
 from hardneg_bench.config import AugmentConfig, KnnConfig, OptimizerConfig, ProbeConfig
 from hardneg_bench.data.base import DatasetSpec, ImageTensorSet
+from hardneg_bench.data.augment import normalize_batch
+from hardneg_bench.engine import evaluate as evaluate_module
+from hardneg_bench.engine import batches
 from hardneg_bench.engine.batches import on_device
-from hardneg_bench.engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
+from hardneg_bench.engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, new_classifier, paper_linear_probe, train_classifier
 from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.models import build_backbone
 
@@ -87,3 +94,131 @@ def test_features_are_the_encoders_output_in_order():
     expected = encoder((images.float() / 255 - 0.5) / 0.25)
     assert torch.allclose(features, expected, atol=1e-5)
     assert torch.equal(labels, data.labels)
+
+
+def test_probing_with_train_mode_batchnorm_leaves_the_stored_encoder_alone(monkeypatch):
+    """``encoder_batchnorm: train`` (HCL/DCL linear.py, the Ring code) rewrites BatchNorm
+    statistics, on a copy: the stored encoder keeps every tensor and its eval mode, and the probe's
+    test features differ from the stored encoder's (the copy's statistics were rewritten)."""
+    torch.manual_seed(4)
+    data = ImageTensorSet(torch.randint(0, 256, (48, 3, 16, 16), dtype=torch.uint8), torch.randint(0, 3, (48,)))
+    encoder = build_backbone("tiny", "auto", 16)
+    encoder.train()(torch.randn(32, 3, 16, 16) * 3 + 1)
+    encoder.eval()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    spec, augment = _spec(data), AugmentConfig(crop_scale=(0.5, 1.0))
+    copies = []
+
+    def recording_deepcopy(obj):
+        copies.append(copy.deepcopy(obj))
+        return copies[-1]
+
+    monkeypatch.setattr(evaluate_module, "copy", SimpleNamespace(deepcopy=recording_deepcopy))
+    cfg = ProbeConfig(protocol="paper", epochs=2, batch_size=16, encoder_batchnorm="train")
+    paper_linear_probe(encoder, on_device(data, CPU.device), on_device(data, CPU.device), spec, cfg, augment, CPU, seed=0)
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(value, before[name]), f"probing changed the stored encoder's {name}"
+    assert not encoder.training
+    (probed,) = copies
+    stats = [n for n in before if n.endswith("running_mean")]
+    assert stats and all(not torch.equal(probed.state_dict()[n], before[n]) for n in stats)
+
+
+def test_classifier_init_normal_is_mocos():
+    """MoCo main_lincls.py:240-241: weights N(0, 0.01^2), bias 0; pytorch keeps nn.Linear's."""
+    cfg = ProbeConfig(classifier_init="normal")
+    classifier = new_classifier(2048, 100, cfg, seed=0, device=torch.device("cpu"))
+    assert torch.equal(classifier.bias, torch.zeros(100))
+    assert abs(classifier.weight.std().item() - 0.01) < 2e-4 and abs(classifier.weight.mean().item()) < 1e-4
+    default = new_classifier(2048, 100, ProbeConfig(), seed=0, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    assert torch.equal(default.weight, nn.Linear(2048, 100).weight)
+
+
+def test_best_epoch_is_the_maximum_of_the_per_epoch_test_accuracies():
+    """report_epoch best (MoCo, CMC) returns the best of the accuracies tested after each epoch;
+    last returns the final one; the classifier trains identically under both."""
+    torch.manual_seed(5)
+    x = torch.randn(300, 8)
+    y = (x[:, 0] + 0.8 * torch.randn(300) > 0).long()
+    seen = []
+    base = ProbeConfig(epochs=6, batch_size=32, optimizer=OptimizerConfig(name="sgd", lr=3.0, momentum=0.9, weight_decay=0.0))
+
+    def fake_test(accuracies):
+        def test():
+            accuracies.append(len(accuracies) * 7 % 5)  # a sequence whose maximum is not the last
+            return accuracies[-1]
+        return test
+
+    for report in ("best", "last"):
+        cfg = replace(base, report_epoch=report)
+        classifier = new_classifier(8, 2, cfg, seed=0, device=torch.device("cpu"))
+        accuracies: list[float] = []
+        batches = lambda epoch: zip(x.split(32), y.split(32))
+        got = train_classifier(classifier, batches, cfg, steps=10, test=fake_test(accuracies))
+        seen.append(classifier.weight.detach().clone())
+        if report == "best":
+            assert len(accuracies) == cfg.epochs and got == max(accuracies) != accuracies[-1]
+        else:
+            assert len(accuracies) == 1 and got == accuracies[-1]
+    assert torch.equal(seen[0], seen[1])
+
+
+def test_test_transform_resize_then_centre_crop_is_torchvisions():
+    """probe.test_resize: Resize(256) + CenterCrop(224) as the Ring code and MoCo test (small sides here)."""
+    from torchvision.transforms import v2
+
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    ours = normalize_batch(images, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 35, 40)
+    reference = v2.Compose([v2.Resize(40, antialias=True), v2.CenterCrop(35), v2.ToDtype(torch.float32, scale=True)])
+    for image, mine in zip(images, ours):
+        assert torch.allclose(mine, reference(image), atol=2e-2)  # uint8 vs float resampling: within 5/255
+    spec = _spec(ImageTensorSet(images, torch.zeros(5, dtype=torch.long)))
+    assert batches.test_geometry(ProbeConfig(), spec) == (None, 16)
+    assert batches.test_geometry(ProbeConfig(image_size=35, test_resize=40), spec) == (40, 35)
+    folder = replace(spec, folder=True, image_size=224)
+    assert batches.test_geometry(ProbeConfig(), folder) == (256, 224)
+
+
+def test_added_fields_stay_out_of_stage_keys_until_set():
+    """A field added after keys were issued (probe.encoder_batchnorm, knn.feature, ...) does not
+    change the key of a config that leaves it at its default; setting it does."""
+    from hardneg_bench.config import config_key, to_dict
+    from hardneg_bench.pipeline import knn_stage, probe_stage
+    from hardneg_bench.recipes import resolve_config
+
+    cfg = resolve_config("simclr", "shapes")
+    plain = to_dict(cfg.probe)
+    keyed = to_dict(cfg.probe, keyed=True)
+    added = {"test_resize", "encoder_batchnorm", "classifier_init", "drop_last", "report_epoch"}
+    assert set(plain) - set(keyed) == added
+    assert {k: v for k, v in plain.items() if k not in added} == keyed
+    probe_key, knn_key = config_key(probe_stage(cfg, "p", "shapes")), config_key(knn_stage(cfg, "p", "shapes"))
+    for change in ({"encoder_batchnorm": "train", "protocol": "paper"}, {"classifier_init": "normal"}, {"drop_last": True}, {"report_epoch": "best"}, {"image_size": 32, "test_resize": 36}):
+        assert config_key(probe_stage(replace(cfg, probe=replace(cfg.probe, **change)), "p", "shapes")) != probe_key, change
+    assert config_key(knn_stage(replace(cfg, knn=replace(cfg.knn, feature="head")), "p", "shapes")) != knn_key
+
+
+def test_the_projection_head_is_stored_with_the_encoder(tmp_path):
+    """knn.feature head reads the head's output: encoder.pt holds the head, rebuilt exactly;
+    CMC's two heads are not stored, and asking for them is a one-line config error."""
+    from hardneg_bench.config import ConfigError
+    from hardneg_bench.data.registry import get_dataset
+    from hardneg_bench.engine.pretrain import encoder_record, load_encoder_with_head
+    from hardneg_bench.engine.trainer import build_method
+    from hardneg_bench.recipes import resolve_config
+    from hardneg_bench.store import atomic_torch_save
+
+    spec = get_dataset("shapes")
+    for method in ("moco-v2", "cmc"):
+        cfg = resolve_config(method, "shapes")
+        torch.manual_seed(6)
+        model = build_method(cfg, spec, 64).eval()
+        atomic_torch_save(encoder_record(cfg, spec, model.backbone, model.projector), tmp_path / f"{method}.pt")
+        if method == "cmc":
+            with pytest.raises(ConfigError, match="knn.feature head"):
+                load_encoder_with_head(tmp_path / f"{method}.pt", CPU.device)
+            continue
+        images = torch.randn(4, 3, spec.image_size, spec.image_size)
+        loaded = load_encoder_with_head(tmp_path / f"{method}.pt", CPU.device)
+        assert torch.allclose(loaded(images), model.projector(model.backbone(images)), atol=1e-5)
