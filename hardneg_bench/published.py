@@ -1,6 +1,8 @@
 """Published numbers with their provenance: the built-in ``published.yaml``, optionally merged
 with a user's file (records replace built-in ones with the same ``id``, new ids are added).
 
+A record's protocol states every evaluation setting its number depends on
+(:mod:`hardneg_bench.protocols`), so that a report can tell whether our number is like-for-like.
 A record whose value the sources could not verify has ``value: null`` and says in ``missing``
 which paper and table to read it from; it is shown as "—" and never compared. ``published
 --missing --template FILE`` writes those records as a file to fill in and pass with
@@ -9,11 +11,12 @@ which paper and table to read it from; it is shown as "—" and never compared. 
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 import yaml
@@ -24,40 +27,95 @@ from rich.text import Text
 from tabulate import tabulate
 
 from .config import ConfigError, FieldError, from_dict, load_yaml, require, to_dict
+from . import protocols
+from .protocols import SETTINGS, UNSTATED, same, stated, value_problem, value_text, with_unstated
 
 PROTOCOL_KINDS = ("linear", "knn", "detection")
 PROTOCOL_MODES = ("offline", "online", "unstated")
-PROTOCOL_EPOCHS = ("last", "best", "unstated")
+PROTOCOL_EPOCHS = ("last", "best", UNSTATED)
+OUR_MODE = "offline"
+"""Our evaluations run on the stored encoder after pretraining, never during it."""
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """How a number was measured: what a comparison must match."""
+    """How a number was measured: what a comparison must match. ``settings`` gives every
+    evaluation setting of its kind that acts in it (:func:`~hardneg_bench.protocols.required_settings`)
+    by hardneg-bench's config key, with ``unstated`` where the source does not say; a detection
+    protocol states none (detection is compared by kind and mode only)."""
 
     kind: str
     mode: str
-    epoch: str
-    k: int | None = None
-    temperature: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
     details: str = ""
 
     def __post_init__(self) -> None:
         require(self.kind in PROTOCOL_KINDS, "kind", f"must be one of {', '.join(PROTOCOL_KINDS)}")
         require(self.mode in PROTOCOL_MODES, "mode", f"must be one of {', '.join(PROTOCOL_MODES)}")
-        require(self.epoch in PROTOCOL_EPOCHS, "epoch", f"must be one of {', '.join(PROTOCOL_EPOCHS)}")
+        names = SETTINGS.get(self.kind, ())
+        for name, value in self.settings.items():
+            close = difflib.get_close_matches(name, names, n=1)
+            require(name in names, "settings", f"names {name!r}, not a setting of a {self.kind} protocol" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            problem = value_problem(name, value)
+            require(problem is None, f"settings.{name}", problem or "")
 
     def differences(self, ours: Protocol) -> list[str]:
-        """What keeps this number from being like-for-like with ``ours`` (empty: comparable)."""
-        found = []
-        if self.kind != ours.kind:
-            found.append(f"{self.kind} vs our {ours.kind}")
-        for name in ("mode", "epoch"):
-            theirs, mine = getattr(self, name), getattr(ours, name)
-            if theirs != mine:
-                found.append(f"{name} {theirs} vs our {mine}")
-        if self.kind == ours.kind == "knn" and (self.k, self.temperature) != (ours.k, ours.temperature):
-            found.append(f"kNN k={self.k} t={self.temperature} vs our k={ours.k} t={ours.temperature}")
+        """What keeps this number from being like-for-like with ``ours`` (empty: comparable): the
+        kind, the mode, and every setting of the kind that differs or that the source leaves
+        unstated, each naming the field."""
+        found = protocols.differences({"kind": self.kind, "mode": self.mode}, {"kind": ours.kind, "mode": ours.mode}, ("kind", "mode"))
+        if self.kind == ours.kind:
+            found += protocols.differences(self.settings, ours.settings, SETTINGS.get(self.kind, ()))
         return found
+
+
+SHORT_FORM: dict[str, dict[str, str]] = {
+    "epoch": {"linear": "probe.report_epoch", "knn": "knn.report_epoch"},
+    "k": {"knn": "knn.k"},
+    "temperature": {"knn": "knn.temperature"},
+}
+"""The protocol fields records had before ``settings`` (``--published`` files still use them), and
+the setting each is for a protocol of each kind. A detection protocol's ``epoch`` is accepted and
+not kept: detection is compared by kind and mode only."""
+
+
+@dataclass(frozen=True)
+class ShortForm:
+    """A record's short-form protocol fields, typed and checked."""
+
+    epoch: str = UNSTATED
+    k: int | None = None
+    temperature: float | None = None
+
+    def __post_init__(self) -> None:
+        require(self.epoch in PROTOCOL_EPOCHS, "epoch", f"must be one of {', '.join(PROTOCOL_EPOCHS)}")
+
+    def given(self) -> dict[str, Any]:
+        """The fields that say something, by name."""
+        return {name: value for name, value in (("epoch", self.epoch), ("k", self.k), ("temperature", self.temperature)) if value not in (None, UNSTATED)}
+
+
+def _folded(protocol: Any, path: str) -> Any:
+    """A record's raw ``protocol`` mapping with its short-form fields moved into ``settings``; a
+    ConfigError where one contradicts ``settings`` or has no setting in a protocol of its kind."""
+    if not isinstance(protocol, Mapping):
+        return protocol  # from_dict says what is wrong
+    rest = {key: value for key, value in protocol.items() if key not in SHORT_FORM}
+    short = from_dict(ShortForm, {key: protocol[key] for key in SHORT_FORM if key in protocol}, path)
+    kind, settings = rest.get("kind"), rest.get("settings") or {}
+    if kind not in PROTOCOL_KINDS or not isinstance(settings, Mapping):
+        return rest  # from_dict says what is wrong
+    settings = dict(settings)
+    for key, value in short.given().items():
+        name = SHORT_FORM[key].get(kind)
+        if name is None:
+            if kind == "detection" and key == "epoch":
+                continue
+            raise ConfigError(f"config key '{path}.{key}' applies to {' and '.join(SHORT_FORM[key])} protocols only, not {kind}")
+        if stated(settings, name) and not same(settings[name], value):
+            raise ConfigError(f"config key '{path}.{key}' is {value_text(value)} but settings.{name} is {value_text(settings[name])}: they contradict each other")
+        settings[name] = value
+    return {**rest, "settings": settings}
 
 
 @dataclass(frozen=True)
@@ -100,6 +158,8 @@ def _records(data: Any, origin: str) -> list[PublishedRecord]:
     for i, raw in enumerate(data["records"]):
         label = raw.get("id", f"#{i + 1}") if isinstance(raw, dict) else f"#{i + 1}"
         try:
+            if isinstance(raw, dict) and "protocol" in raw:
+                raw = {**raw, "protocol": _folded(raw["protocol"], f"records[{label}].protocol")}
             records.append(from_dict(PublishedRecord, raw, f"records[{label}]"))
         except (ConfigError, FieldError) as err:
             raise ConfigError(f"{origin}: {err}") from None
@@ -130,8 +190,10 @@ FORMATS = ("table", "markdown", "csv", "json")
 
 
 def _protocol_text(p: Protocol) -> str:
-    knn = f", k={p.k}" + (f" t={p.temperature}" if p.temperature is not None else "") if p.kind == "knn" and p.k is not None else ""
-    return f"{p.kind}, {p.mode}, {p.epoch} epoch{knn}"
+    """Kind and mode, then every setting the protocol states, then the ones it leaves unstated."""
+    given = [f"{name}={value_text(value)}" for name, value in p.settings.items() if stated(p.settings, name)]
+    unknown = [name for name in p.settings if not stated(p.settings, name)]
+    return "; ".join([f"{p.kind}, {p.mode}", *([", ".join(given)] if given else []), *([f"not stated: {', '.join(unknown)}"] if unknown else [])])
 
 
 def _value_text(r: PublishedRecord) -> str:
@@ -145,7 +207,7 @@ def records_frame(records: list[PublishedRecord]) -> pd.DataFrame:
     rows = []
     for r in records:
         row = {name: getattr(r, name) for name in ("id", "value", "std", "n", "paper", "table", "row", "method", "dataset", "backbone", "epochs", "batch_size", "image_size", "metric")}
-        row.update({f"protocol_{name}": getattr(r.protocol, name) for name in ("kind", "mode", "epoch", "k", "temperature", "details")})
+        row.update(protocol_kind=r.protocol.kind, protocol_mode=r.protocol.mode, protocol_settings=json.dumps(r.protocol.settings), protocol_details=r.protocol.details)
         row.update(hyperparameters=json.dumps(r.hyperparameters), source=r.source, missing=r.missing)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -208,17 +270,32 @@ TEMPLATE_HEADER = """\
 #   3. say in `source` where you read it (paper, table, page).
 # Records you leave as they are stay missing. Then pass this file to report, reproduce or published:
 #   hardneg-bench report --published {path}
+# Each record's protocol lists every setting its number depends on; replace an `unstated` with the
+# value the paper gives, so that a report can tell whether our evaluation is like-for-like.
 # Each record here replaces the built-in record with its id.
 """
 
 
+class _OneALine(dict):
+    """A mapping the template writes one key a line (a protocol's settings: each filled in alone)."""
+
+
+class _TemplateDumper(yaml.SafeDumper):
+    """YAML's safe dumper, writing :class:`_OneALine` mappings in block style."""
+
+
+_TemplateDumper.add_representer(_OneALine, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=False))
+
+
 def template_text(records: list[PublishedRecord], path: Path) -> str:
     """The missing ``records`` as a YAML file that :func:`load_published` reads back, with the
-    fields to fill in first."""
+    fields to fill in first, and every setting their protocol needs listed (``unstated`` where the
+    record does not give it) for the reader of the paper to fill in."""
     first = ("id", "value", "std", "n", "missing", "source")
     entries = []
     for r in records:
         data = to_dict(r)
+        data["protocol"]["settings"] = _OneALine(with_unstated(r.protocol.kind, r.protocol.settings))
         entries.append({**{k: data[k] for k in first}, **{k: v for k, v in data.items() if k not in first}})
-    body = yaml.safe_dump({"records": entries}, sort_keys=False, default_flow_style=None, allow_unicode=True, width=float("inf"))
+    body = yaml.dump({"records": entries}, Dumper=_TemplateDumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=float("inf"))
     return TEMPLATE_HEADER.format(count=len(records), path=path) + body

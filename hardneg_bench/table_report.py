@@ -22,7 +22,8 @@ from tabulate import tabulate
 
 from .config import ConfigError, RunConfig, config_key
 from .pipeline import knn_stage, pretrain_stage, probe_stage, random_init_stage, runs_as_label
-from .published import Protocol, PublishedRecord
+from .protocols import our_settings
+from .published import OUR_MODE, Protocol, PublishedRecord
 from .report import DECIMALS, FORMATS, MISSING, RUNS_AS, accuracy_cell, json_records, latex_table
 from .results_files import Outcome, markdown_with_count, save_figure, write_unless_fewer
 from .store import atomic_write_text
@@ -31,11 +32,10 @@ from .tables import PaperTable
 DIFFERENT_PROTOCOL = "†"
 
 
-def our_protocol(table: PaperTable, cfg) -> Protocol:
-    """How our number in ``table`` is measured: an offline probe reported at its last epoch."""
-    if table.metric == "knn":
-        return Protocol(kind="knn", mode="offline", epoch="last", k=cfg.knn.k, temperature=cfg.knn.temperature)
-    return Protocol(kind="linear", mode="offline", epoch="last")
+def our_protocol(table: PaperTable, cfg: RunConfig) -> Protocol:
+    """How our number in ``table`` is measured: offline, with every setting of the table's metric
+    as the cell's config ``cfg`` applies it."""
+    return Protocol(kind=table.metric, mode=OUR_MODE, settings=our_settings(cfg, table.metric))
 
 
 @dataclass(frozen=True)
@@ -174,17 +174,23 @@ def _runs_as_notes(cells: list[Cell]) -> list[str]:
     return [f"{RUNS_AS} {c.row} on {c.dataset} trained as {c.runs_as['method']}: {c.runs_as['why']}" for c in cells if c.runs_as and c.values]
 
 
-def _footnotes(cells: list[Cell]) -> tuple[dict[str, int], list[str]]:
-    """Footnote numbers by published id, and the footnote lines (source, protocol differences,
-    then the cells marked :data:`~hardneg_bench.report.RUNS_AS`)."""
-    numbers: dict[str, int] = {}
+def _footnote_key(c: Cell) -> tuple[str, tuple[str, ...]]:
+    """What a footnote says: the published record, and how the cell's protocol differs from it
+    (two cells compared with one record under different settings get a footnote each)."""
+    return c.published.id, c.protocol_differences
+
+
+def _footnotes(cells: list[Cell]) -> tuple[dict[tuple[str, tuple[str, ...]], int], list[str]]:
+    """Footnote numbers by :func:`_footnote_key`, and the footnote lines (source, protocol
+    differences, then the cells marked :data:`~hardneg_bench.report.RUNS_AS`)."""
+    numbers: dict[tuple[str, tuple[str, ...]], int] = {}
     lines = []
     for c in cells:
         p = c.published
-        if p is None or p.id in numbers:
+        if p is None or _footnote_key(c) in numbers:
             continue
-        numbers[p.id] = len(numbers) + 1
-        text = f"[{numbers[p.id]}] {p.paper}, {p.table}, row \"{p.row}\": {p.source}"
+        numbers[_footnote_key(c)] = len(numbers) + 1
+        text = f"[{numbers[_footnote_key(c)]}] {p.paper}, {p.table}, row \"{p.row}\": {p.source}"
         if p.value is None:
             text += f". Missing: {p.missing}"
         if c.protocol_differences:
@@ -193,12 +199,12 @@ def _footnotes(cells: list[Cell]) -> tuple[dict[str, int], list[str]]:
     return numbers, lines + _runs_as_notes(cells)
 
 
-def _published(c: Cell, numbers: dict[str, int]) -> str:
+def _published(c: Cell, numbers: dict[tuple[str, tuple[str, ...]], int]) -> str:
     if c.published is None:
         return MISSING
     mark = DIFFERENT_PROTOCOL if c.protocol_differences else ""
     value = MISSING if c.published_value is None else f"{c.published_value:.2f}"
-    return f"{value}{mark} [{numbers[c.published.id]}]"
+    return f"{value}{mark} [{numbers[_footnote_key(c)]}]"
 
 
 def _delta(c: Cell) -> str:
