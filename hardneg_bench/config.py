@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+from .data.normalization import DATASET, NORMALIZATIONS
+
 
 class ConfigError(ValueError):
     """A bad configuration; the message is one line that names the offending key."""
@@ -89,9 +91,15 @@ class ModelConfig:
     projector_out_dim: int = 128
     projector_batchnorm: bool = True
     """BatchNorm after the hidden layer (SimCLR, HCL/DCL code); MoCo-v2's head has none."""
+    normalization: str = added_field("dataset")
+    """The input normalisation the encoder is trained and evaluated with (transfers included):
+    ``dataset`` (each dataset's own mean and std) or a name of data/normalization.py, as a
+    source code normalises: ``cifar10-kuangliu`` (HCL/DCL image/utils.py, MoCo's CIFAR-10 demo,
+    on every dataset), ``imagenet`` (the Ring code), ``cifar10``, ``cifar100``."""
 
     def __post_init__(self) -> None:
         require(self.stem in ("auto", "cifar", "imagenet"), "stem", "must be auto, cifar or imagenet")
+        require(self.normalization in (DATASET, *NORMALIZATIONS), "normalization", f"must be one of {', '.join((DATASET, *NORMALIZATIONS))}, got {self.normalization!r}")
         require(self.projector_out_dim > 0, "projector_out_dim", "must be positive")
         require(self.width > 0, "width", "must be positive")
         require(self.bn_splits >= 1, "bn_splits", "must be at least 1")

@@ -24,6 +24,7 @@ import torchvision
 from . import __version__, distributed
 from .config import RunConfig, config_key, to_dict
 from .data.base import DatasetSpec, ImageSet
+from .data.normalization import normalized
 from .data.registry import get_dataset
 from .engine.batches import on_device
 from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
@@ -80,10 +81,15 @@ def pretrain_stage(cfg: RunConfig) -> tuple[dict, dict]:
     return config, label
 
 
+def run_dataset(cfg: RunConfig, name: str) -> DatasetSpec:
+    """Dataset ``name`` as ``cfg`` trains and evaluates on it: normalised as ``model.normalization`` says."""
+    return normalized(get_dataset(name), cfg.model.normalization)
+
+
 def random_init_stage(cfg: RunConfig) -> tuple[dict, dict]:
     """The random-init baseline's stage config and label: keyed by the encoder architecture only,
     so every method with the same encoder shares it."""
-    config = {"method": RANDOM_INIT, "dataset": cfg.dataset, "seed": cfg.seed, "encoder": encoder_spec(cfg, get_dataset(cfg.dataset)).to_dict()}
+    config = {"method": RANDOM_INIT, "dataset": cfg.dataset, "seed": cfg.seed, "encoder": encoder_spec(cfg, run_dataset(cfg, cfg.dataset)).to_dict()}
     label = {"method": RANDOM_INIT, "dataset": cfg.dataset, "backbone": cfg.model.backbone, "epochs": 0, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
     return config, label
 
@@ -174,7 +180,7 @@ class Pipeline:
         return record
 
     def pretrained_encoder(self) -> Encoder:
-        cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
+        cfg, spec = self.cfg, run_dataset(self.cfg, self.cfg.dataset)
         config, label = pretrain_stage(cfg)
         # everything the run reads, the transfer datasets too: a missing one fails now, not after pretraining
         needs = ((spec, cfg.pretrain.split), *((s, split) for s in (spec, *self.transfer_targets()) for split in ("train", "test")))
@@ -182,7 +188,7 @@ class Pipeline:
         return Encoder(record["key"], label)
 
     def random_init_encoder(self) -> Encoder:
-        cfg, spec = self.cfg, get_dataset(self.cfg.dataset)
+        cfg, spec = self.cfg, run_dataset(self.cfg, self.cfg.dataset)
         config, label = random_init_stage(cfg)
         record = self._stage("pretrain", config, label, lambda run_dir: save_random_init(cfg, spec, run_dir))
         return Encoder(record["key"], label)
@@ -227,10 +233,10 @@ class Pipeline:
     def transfer_targets(self) -> list[DatasetSpec]:
         """``cfg.transfer``, or the dataset's default transfer target."""
         names = self.cfg.transfer if self.cfg.transfer is not None else (get_dataset(self.cfg.dataset).transfer_target,)
-        return [get_dataset(name) for name in names if name]
+        return [run_dataset(self.cfg, name) for name in names if name]
 
     def evaluate(self, encoder: Encoder) -> None:
-        spec = get_dataset(self.cfg.dataset)
+        spec = run_dataset(self.cfg, self.cfg.dataset)
         self.linear_probe("probe", encoder, spec)
         self.knn(encoder, spec)
         for target in self.transfer_targets():

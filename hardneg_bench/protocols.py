@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .config import ConfigError, RunConfig, _convert, flatten, to_dict
 from .data.base import DatasetSpec
+from .data.normalization import NORMALIZATIONS, normalized
 from .data.registry import get_dataset
 from .engine.batches import crop_size_of, test_geometry
 from .methods import get_method
@@ -66,15 +67,6 @@ KNN_SETTINGS: tuple[str, ...] = ("knn.k", "knn.temperature", "knn.feature", "knn
 
 SETTINGS: dict[str, tuple[str, ...]] = {"linear": LINEAR_SETTINGS, "knn": KNN_SETTINGS}
 """The settings of each evaluation kind that is compared setting by setting."""
-
-NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar10-kuangliu": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
-"""RGB normalisations by name: (mean, std). ``cifar10-kuangliu`` is the CIFAR-10 std that the
-HCL/DCL code and MoCo's CIFAR-10 demo use (from kuangliu/pytorch-cifar)."""
 
 COLOUR_SPACE_NORMALIZATIONS: dict[str, str] = {
     "cmc-lab": "RGB to CIE L*a*b*, each channel scaled to about [-1, 1] (CMC train_CMC.py, LinearProbing.py --view Lab; hardneg_bench/models/colour.py)",
@@ -209,7 +201,7 @@ def our_settings(cfg: RunConfig, metric: str) -> dict[str, Any]:
     applies it: the probe's augmentation resolved (None: the pretraining one; a crop size of None:
     the dataset's side), the test geometry as :func:`~hardneg_bench.engine.batches.test_geometry`
     computes it, tuples as lists."""
-    spec = get_dataset(cfg.dataset)
+    spec = normalized(get_dataset(cfg.dataset), cfg.model.normalization)
     augment = cfg.probe.augment or cfg.pretrain.augment
     resize, side = test_geometry(cfg.probe, spec)
     values = flatten(
