@@ -416,7 +416,7 @@ def merge_layers(layers: Iterable[tuple[str, Mapping]]) -> tuple[dict, dict[str,
     return merged, sources
 
 
-class _YamlLoader(yaml.SafeLoader):
+class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when PyYAML has it
     """PyYAML's safe loader, but reading ``1e-4`` as a number (YAML 1.2) rather than a string:
     PyYAML follows YAML 1.1, whose floats need a dot (``1.0e-4``), a trap for config writers."""
 

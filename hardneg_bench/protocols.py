@@ -15,6 +15,7 @@ that switches it differs, and that one is named.
 
 from __future__ import annotations
 
+import functools
 import math
 import typing
 from dataclasses import is_dataclass
@@ -134,6 +135,7 @@ def with_unstated(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 # What a stated value may be
 
 
+@functools.cache
 def _config_type(name: str) -> Any:
     """The type of config key ``name`` (a dataclass field of :class:`RunConfig`'s sections)."""
     tp: Any = RunConfig

@@ -54,8 +54,9 @@ class Protocol:
         require(self.mode in PROTOCOL_MODES, "mode", f"must be one of {', '.join(PROTOCOL_MODES)}")
         names = SETTINGS.get(self.kind, ())
         for name, value in self.settings.items():
-            close = difflib.get_close_matches(name, names, n=1)
-            require(name in names, "settings", f"names {name!r}, not a setting of a {self.kind} protocol" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                require(False, "settings", f"names {name!r}, not a setting of a {self.kind} protocol" + (f" (did you mean {close[0]!r}?)" if close else ""))
             problem = value_problem(name, value)
             require(problem is None, f"settings.{name}", problem or "")
 
