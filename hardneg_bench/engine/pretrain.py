@@ -72,7 +72,7 @@ def load_encoder_with_head(path: Path, device: torch.device) -> torch.nn.Module:
     """The saved encoder followed by its projection head, in eval mode, frozen."""
     record = torch.load(path, map_location=device, weights_only=True)
     if "head" not in record:
-        raise NoHead(f"{path} holds no projection head (CMC's heads are not stored, nor were heads before knn.feature existed): knn.feature head needs one; use knn.feature backbone or pretrain again")
+        raise NoHead(f"{path} holds no projection head (CMC's heads are not stored, nor were heads before knn.feature existed): knn.feature head needs one; use knn.feature backbone, or remove {path.parent} to train it again")
     head = projection_head(**record["head"]["spec"])
     head.load_state_dict(record["head"]["state_dict"])
     return torch.nn.Sequential(load_encoder(path, device), _frozen(head, device))
