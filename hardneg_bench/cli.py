@@ -558,6 +558,56 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
             console.print(f"  {bench_command(p, device_option)}", highlight=False, soft_wrap=True)
 
 
+@app.command("export")
+def export_(
+    key: Optional[str] = typer.Option(None, "--key", "-k", help="A finished pretraining's key (or its start) from `list runs`.", show_default=False),
+    method: Optional[str] = MethodName,
+    dataset: Optional[str] = DatasetName,
+    epochs: Optional[int] = Epochs,
+    batch_size: Optional[int] = BatchSize,
+    backbone: Optional[str] = Backbone,
+    seed: Optional[int] = Seed,
+    config: Optional[Path] = ConfigFile,
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, as for run (repeatable)."),
+    out: Path = typer.Option(Path("."), "--out", "-o", help="Folder to write NAME.pth, NAME.safetensors and NAME.json into."),
+    name: Optional[str] = typer.Option(None, "--name", help="File name stem (default: METHOD-DATASET-BACKBONE-KEY).", show_default=False),
+    force: bool = typer.Option(False, "--force", help="Write over files of the same names."),
+    runs_dir: Optional[Path] = RunsDir,
+) -> None:
+    """Write a finished pretraining's encoder as a torchvision ResNet state dict (fc removed):
+    NAME.pth, NAME.safetensors, and NAME.json with how to build the model that loads it and the
+    input normalisation it was trained with. The pretraining is given by --key, or by --method and
+    --dataset and the options of run. Trains nothing."""
+    from .config import config_key
+    from .export import ExportRefused, export, pretraining_by_key
+    from .store import RunStore
+
+    store = RunStore(runs_dir or default_runs_dir())
+    if key is not None and (method is not None or dataset is not None):
+        fail("give either --key or --method/--dataset, not both")
+    if key is None and (method is None or dataset is None):
+        fail("say which pretraining to export: --key KEY (hardneg-bench list runs), or --method M --dataset D with the options it was run with")
+    if name is not None and (not name or "/" in name or name in (".", "..")):
+        fail(f"--name {name!r} is not a file name")
+    try:
+        if key is not None:
+            full = pretraining_by_key(store, key)
+        else:
+            from .pipeline import pretrain_stage
+            from .recipes import cli_flags, resolve_config
+
+            cfg = resolve_config(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_)
+            full = config_key(pretrain_stage(cfg)[0])
+            if not store.is_done("pretrain", full):
+                state = "has not finished" if store.stage_dir("pretrain", full).is_dir() else "has not been run"
+                fail(f"the pretraining of {cfg.method} on {cfg.dataset} with these options (key {full}) {state} in {store.root}: run `hardneg-bench run` with the same options first")
+        done = _guarded(lambda: export(store, full, out, name, force))
+    except (ExportRefused, ConfigError) as err:
+        fail(str(err))
+    for path in done.paths:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
 class ListWhat(str, Enum):
     methods = "methods"
     datasets = "datasets"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hardneg_bench import __version__
 from hardneg_bench.cli import app
 
-COMMANDS = [[], ["run"], ["reproduce"], ["report"], ["bench"], ["published"], ["list"]]
+COMMANDS = [[], ["run"], ["reproduce"], ["report"], ["bench"], ["published"], ["list"], ["export"]]
 
 
 def help_text(command: list[str]) -> str:

@@ -57,9 +57,11 @@ BY_TEST = {
     "hardneg-bench list experiments": "test_provenance.test_the_readmes_config_list_and_published_lines_work_as_written",
     "hardneg-bench published --missing": "test_provenance.test_the_readmes_config_list_and_published_lines_work_as_written",
     "hardneg-bench published --missing --template mine.yaml": "test_provenance.test_the_readmes_config_list_and_published_lines_work_as_written",
+    "hardneg-bench export --method simclr --dataset cifar10 --backbone resnet18 --epochs 200 --out encoders": "test_export.test_the_readme_export_command_finds_the_pretraining_run_made",
 }
 """Run by another test: in its CPU form where the README's needs more (the bench and GPU-check
-tests give fewer steps and --device cpu --quick), else as written."""
+tests give fewer steps and --device cpu --quick), else as written (the export test records the
+pretraining it exports instead of training a ResNet-18 for 200 epochs)."""
 
 CANNOT_RUN_HERE = {
     "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu": "download",
