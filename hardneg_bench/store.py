@@ -12,7 +12,9 @@ Every file is written atomically (temporary file in the same folder, fsync, rena
 process leaves either the old file or the new one, never a partial one. A file that cannot be
 written (disk full, read-only store) raises :class:`StoreError` naming it, and the store keeps
 what it had. Checkpoints carry their stage's key and a SHA-256 of their content, and the previous
-one is kept until the next is complete; a damaged or foreign checkpoint is never loaded. A stage is
+one is kept until the next is complete; a damaged or foreign checkpoint is never loaded. Every
+torch file (checkpoints, encoders) is read as data only (``weights_only``): one that would need
+any other object unpickled is refused in one line, and nothing in it runs. A stage is
 computed under a lock (:meth:`RunStore.stage_lock`), so two processes never compute one stage at
 once; the operating system releases the lock of a killed process.
 """
@@ -25,8 +27,10 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import sys
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -39,7 +43,7 @@ from .faults import failpoint
 
 
 class StoreError(RuntimeError):
-    """A file of the run store could not be written; the message is one line."""
+    """A file of the run store could not be written, or must not be read; the message is one line."""
 
 
 class StageBusy(RuntimeError):
@@ -94,8 +98,42 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _unsafe_objects(source: Path | bytes) -> list[str] | None:
+    """The globals beyond tensors and plain data that a torch file asks to unpickle (none listed
+    when its pickle is damaged); None for a file that is not in torch's zip format (a bare
+    pickle), whose globals are not listed."""
+    if not zipfile.is_zipfile(_readable(source)):
+        return None
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(_readable(source))
+    except Exception:
+        return []
+
+
+def _readable(source: Path | bytes) -> Path | io.BytesIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def load_data(source: Path | bytes, device: torch.device | str, name: Path | None = None) -> Any:
+    """``torch.load`` of tensors and plain data only (``weights_only``). A file (``name``: where
+    bytes came from) that asks for anything else, which unpickling could run as code, is a
+    one-line :class:`StoreError`; the error of a damaged one is raised as it is."""
+    try:
+        return torch.load(_readable(source), map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        unsafe = _unsafe_objects(source)
+        if unsafe == []:  # damaged, not asking for anything
+            raise
+        asks_for = ", ".join(ascii(global_)[1:-1] for global_ in unsafe) if unsafe else "objects other than tensors and plain data"  # escaped: one line
+        raise StoreError(f"refusing to load {name or source}: it asks to unpickle {asks_for}, which could run arbitrary code; hardneg-bench writes tensors and plain data only, so the file is damaged or was written by something else: remove it") from None
+
+
 def previous_checkpoint(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
+
+
+CHECKPOINT_FORMAT = 2
+"""1 (no ``format`` field): numpy's RNG state as a numpy array, which ``weights_only`` refuses."""
 
 
 def save_checkpoint(path: Path, state: dict, key: str) -> None:
@@ -104,7 +142,7 @@ def save_checkpoint(path: Path, state: dict, key: str) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
-    record = {"key": key, "sha256": hashlib.sha256(payload).hexdigest(), "state": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    record = {"format": CHECKPOINT_FORMAT, "key": key, "sha256": hashlib.sha256(payload).hexdigest(), "state": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
     if path.is_file():
         try:
             os.replace(path, previous_checkpoint(path))
@@ -115,22 +153,27 @@ def save_checkpoint(path: Path, state: dict, key: str) -> None:
 
 def _checked_state(path: Path, key: str, device: torch.device) -> dict:
     try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
+        record = load_data(path, "cpu")
+    except StoreError:
+        raise
     except Exception as err:  # truncated, not a torch file, not ours
         raise ValueError(f"unreadable ({type(err).__name__})") from None
-    if not isinstance(record, dict) or set(record) != {"key", "sha256", "state"}:
+    if isinstance(record, dict) and set(record) == {"key", "sha256", "state"}:
+        raise StoreError(f"checkpoint {path} was written by an older hardneg-bench, whose checkpoints cannot be read as data only: remove {path.parent} to run that stage again (the store's other results stay usable)")
+    if not isinstance(record, dict) or set(record) != {"format", "key", "sha256", "state"} or record["format"] != CHECKPOINT_FORMAT:
         raise ValueError("not a hardneg-bench checkpoint")
     if record["key"] != key:
         raise ValueError(f"it belongs to stage {record['key']}, not {key}")
     payload = record["state"].numpy().tobytes()
     if hashlib.sha256(payload).hexdigest() != record["sha256"]:
         raise ValueError("its checksum does not match its content")
-    return torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+    return load_data(payload, device, path)
 
 
 def load_checkpoint(path: Path, key: str, device: torch.device) -> dict | None:
     """The newest intact checkpoint of stage ``key``: ``path``, else the previous one; None when
-    neither is. A damaged or foreign file is reported in one line on stderr and never loaded."""
+    neither is. A damaged or foreign file is reported in one line on stderr and never loaded; one
+    that is not data only, or from an older version, is a :class:`StoreError`."""
     for candidate in (path, previous_checkpoint(path)):
         if candidate.is_file():
             try:

@@ -4,6 +4,9 @@ and transfer between datasets."""
 
 from cli_runner import cli, ledger
 from fake_datasets import write_fake_cifar, write_fake_imagenet, write_fake_stl10
+from inprocess_cli import invoke
+
+from hardneg_bench.data import imagenet
 from hardneg_bench.data.imagenet100 import class_list
 
 SMALL = ["--backbone", "tiny", "--epochs", "1", "--batch-size", "16", "--set", "probe.epochs=2", "--set", "random_init_baseline=false", "--no-progress"]
@@ -47,6 +50,20 @@ def test_imagenet100_from_class_folders(tmp_path):
     result = cli("run", "-m", "simclr", "-d", "imagenet100", *SMALL, *sizes, "--data-root", str(data), runs=runs)
     assert result.returncode == 0, result.stderr
     assert set(evaluations(runs)) == {("probe", "imagenet100"), ("knn", "imagenet100")}
+
+
+def test_imagenet_from_class_folders(tmp_path, monkeypatch):
+    """ImageNet-1K through the whole chain, on a 4-class stand-in (the class count check patched
+    to 4; the probe keeps its 1000 outputs); `list datasets` shows it with its ILSVRC-2012 sizes."""
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    monkeypatch.setattr(imagenet, "NUM_CLASSES", 4)
+    write_fake_imagenet(data, ["n04000000", "n01000000", "n03000000", "n02000000"], n_per_class=5)
+    sizes = ["--set", "pretrain.augment.crop_size=32", "--set", "probe.image_size=32", "--workers", "0"]
+    result = invoke(monkeypatch, "run", "-m", "simclr", "-d", "imagenet", *SMALL, *sizes, "--device", "cpu", "--data-root", str(data), runs=runs)
+    assert result.exit_code == 0, result.stderr
+    assert set(evaluations(runs)) == {("probe", "imagenet"), ("knn", "imagenet")}
+    listed = invoke(monkeypatch, "list", "datasets", runs=runs).stdout
+    assert "imagenet " in listed and "1,281,167 / 1,281,167 / 50,000" in listed
 
 
 def test_missing_transfer_dataset_fails_before_pretraining(tmp_path):

@@ -16,7 +16,9 @@ from fake_datasets import (
 )
 
 from hardneg_bench.data.base import DatasetMissingError
+from hardneg_bench.data import imagenet
 from hardneg_bench.data.cifar import CIFAR10, CIFAR100
+from hardneg_bench.data.imagenet import IMAGENET
 from hardneg_bench.data.imagenet100 import IMAGENET100, class_list
 from hardneg_bench.data.registry import DATASETS
 from hardneg_bench.data.stl10 import STL10
@@ -88,13 +90,13 @@ def test_imagenet100_follows_the_class_list(tmp_path):
         assert np.abs(np.asarray(image, dtype=int)[20, 20] - imagenet_colour(label, image_index)).max() <= 3
 
 
-@pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10", "imagenet100"])
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10", "imagenet100", "imagenet"])
 def test_missing_dataset_is_one_line_naming_the_folder(tmp_path, name):
     with pytest.raises(DatasetMissingError) as err:
         DATASETS[name].load("train", tmp_path, False)
     message = str(err.value)
     assert "\n" not in message and name in message and str(tmp_path) in message
-    assert ("image-net.org" if name == "imagenet100" else "--data-root") in message
+    assert ("image-net.org" if name.startswith("imagenet") else "--data-root") in message
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10"])
@@ -125,9 +127,10 @@ def test_download_fills_the_data_root(tmp_path, monkeypatch, name):
     assert len(DATASETS[name].load("test", tmp_path, True)) == 2
 
 
-def test_imagenet_is_never_downloaded(tmp_path):
+@pytest.mark.parametrize("spec", [IMAGENET100, IMAGENET])
+def test_imagenet_is_never_downloaded(tmp_path, spec):
     with pytest.raises(DatasetMissingError, match="cannot be downloaded automatically"):
-        IMAGENET100.load("train", tmp_path, True)
+        spec.load("train", tmp_path, True)
 
 
 def test_partial_cifar_names_the_missing_file(tmp_path):
@@ -166,10 +169,66 @@ def test_specs_describe_the_real_datasets():
         "cifar100": (100, 32, "cifar10", 50_000, 10_000),
         "stl10": (10, 96, "cifar10", 5_000, 8_000),
         "imagenet100": (100, 224, None, None, 5_000),
+        "imagenet": (1000, 224, None, 1_281_167, 50_000),
     }
     for name, (classes, size, target, train, test) in expected.items():
         spec = DATASETS[name]
         assert (spec.num_classes, spec.image_size, spec.transfer_target, spec.builtin) == (classes, size, target, False)
         assert spec.split_sizes.get("train") == train and spec.split_sizes["test"] == test
         assert all(0 < m < 1 for m in spec.mean) and all(0 < s < 1 for s in spec.std)
-    assert STL10.split_sizes["pretrain"] == 105_000 and CIFAR10.split_sizes["pretrain"] == 50_000
+    assert STL10.split_sizes["pretrain"] == 105_000 and CIFAR10.split_sizes["pretrain"] == 50_000 and IMAGENET.split_sizes["pretrain"] == 1_281_167
+    assert (IMAGENET.mean, IMAGENET.std, IMAGENET.folder) == (IMAGENET100.mean, IMAGENET100.std, True)
+
+
+FAKE_WNIDS = ["n03000000", "n01000000", "n04000000", "n02000000"]  # written in this order, not sorted
+
+
+def test_imagenet_labels_are_the_sorted_wnid_indices(tmp_path, monkeypatch):
+    """ImageNet-1K on a 4-class stand-in (the class count check patched to 4): every class
+    folder of a split, labelled by its index in sorted order, as ImageFolder labels them."""
+    monkeypatch.setattr(imagenet, "NUM_CLASSES", 4)
+    write_fake_imagenet(tmp_path, FAKE_WNIDS, n_per_class=2)
+    ordered = sorted(FAKE_WNIDS)
+    for split in ("pretrain", "train", "test"):
+        data = IMAGENET.load(split, tmp_path, False)
+        assert data.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and data.labels.dtype == torch.int64
+        assert [path.parent.name for path in data.paths] == [wnid for wnid in ordered for _ in range(2)]
+        assert {path.parent.parent.name for path in data.paths} == {"val" if split == "test" else "train"}
+    train = IMAGENET.load("train", tmp_path, False)
+    for index in range(8):
+        wnid, image_index = train.paths[index].parent.name, int(train.paths[index].stem.rsplit("_", 1)[1])
+        colour = np.asarray(train.image(index), dtype=int)[20, 20]
+        assert np.abs(colour - imagenet_colour(FAKE_WNIDS.index(wnid), image_index)).max() <= 3
+
+
+def test_imagenet_needs_its_1000_classes_in_each_split(tmp_path):
+    assert imagenet.NUM_CLASSES == 1000 == IMAGENET.num_classes
+    for i in range(999):
+        (tmp_path / "imagenet" / "train" / f"n{i:08d}").mkdir(parents=True)
+    with pytest.raises(DatasetMissingError) as err:
+        IMAGENET.load("train", tmp_path, False)
+    message = str(err.value)
+    assert "\n" not in message and f"found 999 class folders in {tmp_path / 'imagenet' / 'train'} (its train split), ImageNet-1k has 1000" in message
+    assert "image-net.org" in message and f"put or symlink it at {tmp_path / 'imagenet'}" in message
+
+
+def test_imagenet_missing_split_flat_val_or_empty_class_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(imagenet, "NUM_CLASSES", 4)
+    write_fake_imagenet(tmp_path, FAKE_WNIDS, n_per_class=1)
+    val = tmp_path / "imagenet" / "val"
+    for wnid in FAKE_WNIDS:  # the ILSVRC2012 validation archive, extracted as it comes
+        (val / wnid / f"{wnid}_0.JPEG").rename(val / f"ILSVRC2012_val_{wnid}.JPEG")
+        (val / wnid).rmdir()
+    with pytest.raises(DatasetMissingError) as err:
+        IMAGENET.load("test", tmp_path, False)
+    assert "\n" not in str(err.value) and f"{val} holds images directly" in str(err.value) and "valprep.sh" in str(err.value)
+    for image in val.iterdir():
+        image.unlink()
+    val.rmdir()
+    with pytest.raises(DatasetMissingError, match=f"imagenet not found: {val} does not exist") as err:
+        IMAGENET.load("test", tmp_path, False)
+    assert "\n" not in str(err.value)
+    (tmp_path / "imagenet" / "train" / FAKE_WNIDS[2] / f"{FAKE_WNIDS[2]}_0.JPEG").unlink()
+    with pytest.raises(DatasetMissingError, match=FAKE_WNIDS[2]) as err:
+        IMAGENET.load("train", tmp_path, False)
+    assert "\n" not in str(err.value)

@@ -2,7 +2,7 @@
 
 A dataset is a :class:`DatasetSpec` in the registry; loading one of its splits gives either an
 :class:`ImageTensorSet` (small datasets held in memory as uint8 tensors: CIFAR, STL-10, the
-built-in ones) or an :class:`ImageFolderSet` (ImageNet-100: JPEG files decoded on the fly).
+built-in ones) or an :class:`ImageFolderSet` (ImageNet, ImageNet-100: JPEG files decoded on the fly).
 """
 
 from __future__ import annotations
@@ -89,6 +89,6 @@ class DatasetSpec:
     builtin: bool = False
     """True for the generated datasets that need no files."""
     folder: bool = False
-    """True for image folders of varying image sizes (ImageNet-100): evaluated with
+    """True for image folders of varying image sizes (ImageNet, ImageNet-100): evaluated with
     Resize(image_size / 0.875) + CenterCrop(image_size) unless the probe says otherwise; the
     in-memory sets are square at ``image_size``."""

@@ -25,7 +25,7 @@ from ..methods.registry import get_method
 from ..models import EncoderSpec, build_encoder
 from ..models.heads import projection_head
 from ..faults import failpoint
-from ..store import atomic_torch_save, atomic_write_text, load_checkpoint, save_checkpoint
+from ..store import atomic_torch_save, atomic_write_text, load_checkpoint, load_data, save_checkpoint
 from .batches import on_device, pretraining_batches, steps_per_epoch
 from .preemption import Interrupted, stop_requests
 from .loggers import open_logger
@@ -62,7 +62,7 @@ def _frozen(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 def load_encoder(path: Path, device: torch.device) -> torch.nn.Module:
     """The encoder saved by a pretraining (or random-init) stage, in eval mode, frozen."""
-    record = torch.load(path, map_location=device, weights_only=True)
+    record = load_data(path, device)
     encoder = build_encoder(EncoderSpec(**record["encoder"]))
     encoder.load_state_dict(record["state_dict"])
     return _frozen(encoder, device)
@@ -70,7 +70,7 @@ def load_encoder(path: Path, device: torch.device) -> torch.nn.Module:
 
 def load_encoder_with_head(path: Path, device: torch.device) -> torch.nn.Module:
     """The saved encoder followed by its projection head, in eval mode, frozen."""
-    record = torch.load(path, map_location=device, weights_only=True)
+    record = load_data(path, device)
     if "head" not in record:
         raise NoHead(f"{path} holds no projection head (CMC's heads are not stored, nor were heads before knn.feature existed): knn.feature head needs one; use knn.feature backbone, or remove {path.parent} to train it again")
     head = projection_head(**record["head"]["spec"])
