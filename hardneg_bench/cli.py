@@ -193,6 +193,67 @@ def run(
         _emit(_stage_keys(cfg.method, records, store))
 
 
+RECIPE_OF_FORMAT = {"moco": "moco-v2", "hcl": "hcl", "dcl": "dcl", "ring": "ring", "cmc": "cmc"}
+"""Whose recipe gives the evaluation settings of a checkpoint of each format (unless --method)."""
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Encoder file: a released checkpoint (MoCo, HCL, DCL, Ring, CMC, solo-learn, torchvision) or an encoder.pt."),
+    dataset: Optional[str] = DatasetName,
+    format: Optional[str] = typer.Option(None, "--format", help="The checkpoint's format (default: detected from its keys)."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Whose recipe gives the probe and kNN settings (default: the format's code base, else simclr)."),
+    seed: Optional[int] = Seed,
+    device: str = Device,
+    data_root: Optional[Path] = DataRoot,
+    runs_dir: Optional[Path] = RunsDir,
+    config: Optional[Path] = ConfigFile,
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set probe.protocol=paper (repeatable)."),
+    download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
+    workers: int = Workers,
+) -> None:
+    """Linear probe, kNN and transfer of the encoder in a file, as for a pretraining: cached by
+    the file's content, recorded in the ledger with its SHA-256, format and origin."""
+    from .checkpoints import read_checkpoint
+    from .pipeline import Pipeline
+    from .recipes import cli_flags, resolve_config
+    from .report import render, results_frame
+    from .store import RunStore
+
+    imported = _guarded(lambda: read_checkpoint(checkpoint, format))
+    recipe = method or RECIPE_OF_FORMAT.get(imported.format, "simclr")
+    cfg = _guarded(lambda: resolve_config(recipe, dataset, config, cli_flags(None, None, None, seed), set_))
+    runtime = _guarded(lambda: _runtime(device, workers, False, False))
+    store = RunStore(runs_dir or default_runs_dir())
+    records = _guarded(lambda: Pipeline(cfg, store, runtime, _data_root(data_root), download).run_checkpoint(checkpoint, imported))
+    console.print(render(results_frame(records), "table"))
+    _emit(f"evaluated {checkpoint} as {imported.format} weights (input normalisation {imported.normalization}) with {recipe}'s evaluation settings for {cfg.dataset}")
+
+
+def _evaluate_released(paper_table, folder: Path, seeds: int, overrides: list[str], pipeline) -> None:
+    """``reproduce --checkpoints``: every released-weights file the table lists that ``folder``
+    holds, evaluated with its cell's settings; one line names the missing ones and where each is
+    published (none found: exit 2)."""
+    wanted = [(row, dataset, row.released[dataset]) for row, dataset in paper_table.cells() if dataset in row.released]
+    if not wanted:
+        fail(f"table {paper_table.name} lists no released weights")
+    missing = [w for _, _, w in wanted if not (folder / w.file).is_file()]
+    if missing:
+        console.print(escape(f"missing in {folder}: " + "; ".join(f"{w.file} ({w.url})" for w in missing)), soft_wrap=True, highlight=False)
+    if len(missing) == len(wanted):
+        fail(f"none of the {len(wanted)} released weights of table {paper_table.name} is in {folder}")
+    from .checkpoints import read_checkpoint
+
+    for row, dataset, weights in wanted:
+        if weights in missing:
+            continue
+        imported = _guarded(lambda: read_checkpoint(folder / weights.file, weights.format))
+        for seed in range(seeds):
+            console.print(f"[bold]{paper_table.name}[/]: {row.label} on {dataset}, released weights {weights.file}, seed {seed}")
+            cfg = _guarded(lambda: paper_table.cell_config(row, dataset, seed, overrides))
+            _guarded(lambda: pipeline(cfg).run_checkpoint(folder / weights.file, imported))
+
+
 def _stage_keys(method: str, records: list[dict], store) -> str:
     """The key of every stage of the run (one column per encoder: the method's, random-init's) and
     the path of the pretrained encoder."""
@@ -475,6 +536,7 @@ def reproduce(
     progress: bool = Progress,
     compile_: bool = Compile,
     logger: str = Logger,
+    checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", file_okay=False, help="Instead of pretraining, evaluate the authors' released weights the table lists, found in this folder under the names its README gives."),
 ) -> None:
     """Run every row of a paper table (cached stages are skipped), then report it beside the published numbers."""
     from . import distributed
@@ -499,6 +561,9 @@ def reproduce(
     if dry_run:
         _print_plan(paper_table, planned, device_name(torch_device), device, root)
         return
+    if checkpoints is not None:
+        _evaluate_released(paper_table, checkpoints, seeds, set_, lambda cfg: Pipeline(cfg, store, runtime, root, download))
+        planned = []
     for p in planned:
         if p.status == "cached":
             continue

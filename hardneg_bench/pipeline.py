@@ -1,6 +1,6 @@
 """The chain of stages behind ``hardneg-bench run``.
 
-    pretrain (or random-init) --> probe, knn, transfer (one per target dataset)
+    pretrain (or random-init, or a released checkpoint) --> probe, knn, transfer (one per target dataset)
 
 Each stage's config holds everything its result depends on, including its parent's key, and its
 key is the hash of that config. A stage whose key has a result in the store is skipped; an
@@ -22,9 +22,10 @@ import torch
 import torchvision
 
 from . import __version__, distributed
+from .checkpoints import ImportedEncoder
 from .config import RunConfig, config_key, to_dict
 from .data.base import DatasetSpec, ImageSet
-from .data.normalization import normalized
+from .data.normalization import DATASET, normalized
 from .data.registry import get_dataset
 from .engine.batches import on_device
 from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
@@ -32,9 +33,11 @@ from .engine.pretrain import ENCODER, TrainingDiverged, load_encoder, load_encod
 from .engine.trainer import encoder_spec
 from .engine.runtime import Runtime
 from .methods.registry import runs_as
-from .store import RunStore
+from .store import RunStore, atomic_torch_save
 
 RANDOM_INIT = "random-init"
+CHECKPOINT = "checkpoint"
+"""The stage that reads an encoder file into the run store (``hardneg-bench evaluate``)."""
 
 
 def _git_commit() -> str | None:
@@ -108,12 +111,32 @@ def knn_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
     return config
 
 
+def checkpoint_stage(cfg: RunConfig, imported: ImportedEncoder, name: str) -> tuple[dict, dict]:
+    """The config of a released checkpoint read into our encoder format (keyed by the file's
+    content and how it is read, not by its name) and its report label."""
+    config = {"sha256": imported.sha256, "format": imported.format, "normalization": cfg.model.normalization}
+    label = {
+        "method": f"{name} ({imported.format} weights)",
+        "checkpoint": name,
+        "format": imported.format,
+        "dataset": cfg.dataset,
+        "backbone": imported.record["encoder"]["backbone"],
+        "epochs": "released",
+        "seed": cfg.seed,
+        "group": config_key(config),
+        "runs_as": None,
+    }
+    return config, label
+
+
 @dataclass(frozen=True)
 class Encoder:
-    """A pretraining (or random-init) stage output and what a report row is labelled with."""
+    """A pretraining, random-init or checkpoint stage output (``stage`` names which) and what a
+    report row is labelled with."""
 
     key: str
     label: dict
+    stage: str = "pretrain"
 
 
 @dataclass
@@ -195,7 +218,7 @@ class Pipeline:
 
     def _encoder_module(self, encoder: Encoder, head: bool = False) -> torch.nn.Module:
         """The stored encoder (followed by its projection head with ``head``), frozen."""
-        path = self.store.stage_dir("pretrain", encoder.key) / ENCODER
+        path = self.store.stage_dir(encoder.stage, encoder.key) / ENCODER
         return load_encoder_with_head(path, self.runtime.device) if head else load_encoder(path, self.runtime.device)
 
     def _features(self, encoder: Encoder, spec: DatasetSpec, split: str, head: bool = False):
@@ -241,6 +264,26 @@ class Pipeline:
         self.knn(encoder, spec)
         for target in self.transfer_targets():
             self.linear_probe("transfer", encoder, target)
+
+    def checkpoint_encoder(self, path: Path, imported: ImportedEncoder) -> Encoder:
+        """An encoder file (``path``, read as ``imported``) stored in our encoder format once, as
+        the ``checkpoint`` stage: the evaluations then run on it as on a pretraining. The input
+        normalisation its format expects replaces the config's."""
+        if imported.normalization != DATASET:
+            self.cfg = replace(self.cfg, model=replace(self.cfg.model, normalization=imported.normalization))
+        config, label = checkpoint_stage(self.cfg, imported, path.name)
+
+        def compute(run_dir: Path) -> dict:
+            atomic_torch_save(imported.record, run_dir / ENCODER)
+            return {"sha256": imported.sha256, "format": imported.format, "origin": str(path.resolve()), "code": imported.source, "normalization": self.cfg.model.normalization}
+
+        record = self._stage(CHECKPOINT, config, label, compute)
+        return Encoder(record["key"], label, CHECKPOINT)
+
+    def run_checkpoint(self, path: Path, imported: ImportedEncoder) -> list[dict]:
+        """Probe, kNN and transfer of the encoder in ``path`` (``hardneg-bench evaluate``)."""
+        self.evaluate(self.checkpoint_encoder(path, imported))
+        return self.records
 
     def run(self) -> list[dict]:
         """Walk the chain; return the records of every stage of this run (cached or new). With

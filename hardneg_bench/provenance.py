@@ -119,11 +119,13 @@ def encoder_changes(records: Iterable[dict]) -> dict[str, str]:
 def run_descriptions(records: Iterable[dict]) -> dict[str, str]:
     """For every finished stage key of ``records``: how the run differs from its recipe, its
     pretraining's changes first, then the evaluation's own (an evaluation of the random-init
-    baseline has no method recipe to compare with: only its encoder's changes are shown)."""
+    baseline or of a released checkpoint has no method recipe to compare with: only its encoder's
+    changes are shown)."""
     records = list(records)
     described = encoder_changes(records)
     for r in records:
         if r.get("stage") != "pretrain":
-            own = "" if r.get("method") == RANDOM_INIT else describe(differences(r.get("stage", ""), r))
+            no_recipe = r.get("method") == RANDOM_INIT or r.get("checkpoint")  # a random-init or released encoder
+            own = "" if no_recipe else describe(differences(r.get("stage", ""), r))
             described[r["key"]] = ", ".join(part for part in (described.get(r.get("parent"), ""), own) if part)
     return described

@@ -55,10 +55,24 @@ class Cell:
     runs_as: dict | None = None
     """``{"method", "why"}`` when the config switches its method's distinctive part off
     (:func:`~hardneg_bench.pipeline.runs_as_label`)."""
+    released: tuple[float, ...] = ()
+    """The same evaluation of the authors' released weights (``reproduce --checkpoints``), one
+    per evaluation seed."""
 
     @property
     def random_init_mean(self) -> float | None:
         return sum(self.random_init) / len(self.random_init) if self.random_init else None
+
+    @property
+    def released_mean(self) -> float | None:
+        return sum(self.released) / len(self.released) if self.released else None
+
+    @property
+    def released_std(self) -> float | None:
+        if len(self.released) < 2:
+            return None
+        mean = self.released_mean
+        return math.sqrt(sum((v - mean) ** 2 for v in self.released) / (len(self.released) - 1))
 
     @property
     def n(self) -> int:
@@ -114,8 +128,27 @@ def table_cells(table: PaperTable, ledger: Iterable[dict], published: dict[str, 
         differences = tuple(record.protocol.differences(our_protocol(table, cfg))) if record is not None and record.value is not None else ()
         seeds = tuple(sorted(found))
         random_init = tuple(baseline[s] for s in sorted(baseline))
-        cells.append(Cell(row.label, row.method, dataset, tuple(found[s] for s in seeds), seeds, record, differences, random_init, cfg, runs_as_label(cfg)))
+        released = _released_results(table, row, dataset, cfg, records)
+        cells.append(Cell(row.label, row.method, dataset, tuple(found[s] for s in seeds), seeds, record, differences, random_init, cfg, runs_as_label(cfg), released))
     return cells
+
+
+def _released_results(table: PaperTable, row, dataset: str, cfg: RunConfig, records: list[dict]) -> tuple[float, ...]:
+    """The cell's evaluations of its released weights, by evaluation seed: evaluations of an
+    encoder read from a file of that name and format, with the cell's settings."""
+    weights = row.released.get(dataset)
+    if weights is None:
+        return ()
+    stage = "knn" if table.metric == "knn" else "probe"
+    found: dict[int, float] = {}
+    for r in records:
+        if r["stage"] != stage or r.get("checkpoint") != weights.file or r.get("format") != weights.format:
+            continue
+        seeded = replace(cfg, seed=r["seed"])
+        stage_config = knn_stage(seeded, r["parent"], dataset) if stage == "knn" else probe_stage(seeded, r["parent"], dataset)
+        if config_key(stage_config) == r["key"]:
+            found[r["seed"]] = r["metrics"]["test_accuracy"]
+    return tuple(found[s] for s in sorted(found))
 
 
 def has_results(cells: list[Cell]) -> bool:
@@ -151,6 +184,8 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
                 "std": _rounded(c.std),
                 "n": c.n,
                 "random_init": _rounded(c.random_init_mean),
+                "released_weights": _rounded(c.released_mean),
+                "released_n": len(c.released),
                 "published": c.published_value,
                 "delta": _rounded(c.delta),
                 "protocol_differs": bool(c.protocol_differences),
@@ -212,7 +247,9 @@ def _delta(c: Cell) -> str:
 
 
 def wide_layout(table: PaperTable, cells: list[Cell]) -> tuple[pd.DataFrame, list[str]]:
-    """The paper layout: one row per table row, (ours, published, Δ) per dataset; and footnotes."""
+    """The paper layout: one row per table row, (ours, published, Δ) per dataset — ours: our
+    pretraining, our evaluation; once the authors' released weights of a cell were evaluated, their
+    column beside it: the released weights, our evaluation — and footnotes."""
     numbers, notes = _footnotes(cells)
     lookup = {(c.row, c.dataset): c for c in cells}
     rows = []
@@ -221,6 +258,8 @@ def wide_layout(table: PaperTable, cells: list[Cell]) -> tuple[pd.DataFrame, lis
         for dataset in table.datasets:
             c = lookup[row.label, dataset]
             line[f"{dataset} ours"] = _ours(c)
+            if any(other.released for other in cells):
+                line[f"{dataset} released weights"] = accuracy_cell(c.released_mean, c.released_std, len(c.released))
             if any(other.random_init for other in cells):
                 line[f"{dataset} random init"] = MISSING if c.random_init_mean is None else f"{c.random_init_mean:.2f}"
             line[f"{dataset} published"] = _published(c, numbers)

@@ -12,12 +12,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, RunConfig, deep_merge, load_yaml
+from .checkpoints import FORMATS
+from .config import ConfigError, RunConfig, deep_merge, from_dict, load_yaml
 from .data.registry import get_dataset
 from .methods import get_method
 from .recipes import experiments_dir, resolve_config
 
 METRICS = ("linear", "knn")
+
+
+@dataclass(frozen=True)
+class ReleasedWeights:
+    """The authors' released weights of a cell: evaluated with ``reproduce --checkpoints DIR``."""
+
+    file: str
+    """The file name the official README gives it (where it gives none, the name to save it as)."""
+    url: str
+    """Where it is published."""
+    format: str
+    """Its checkpoint format (hardneg_bench/checkpoints)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,8 @@ class TableRow:
     datasets: dict = field(default_factory=dict)
     published: dict = field(default_factory=dict)
     """dataset -> id of the published record this cell is compared with."""
+    released: dict = field(default_factory=dict)
+    """dataset -> :class:`ReleasedWeights` of the published number, where the authors released them."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ def table_names() -> list[str]:
 
 
 _TABLE_KEYS = {"title", "source", "metric", "datasets", "common", "rows", "notes"}
-_ROW_KEYS = {"label", "method", "config", "datasets", "published"}
+_ROW_KEYS = {"label", "method", "config", "datasets", "published", "released"}
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -110,10 +125,11 @@ def load_table(name: str) -> PaperTable:
             config=_mapping(item.get("config"), f"{where}: row {item['label']!r} config"),
             datasets=_mapping(item.get("datasets"), f"{where}: row {item['label']!r} datasets"),
             published=_mapping(item.get("published"), f"{where}: row {item['label']!r} published"),
+            released={d: from_dict(ReleasedWeights, w, f"{where}: row {item['label']!r} released.{d}") for d, w in _mapping(item.get("released"), f"{where}: row {item['label']!r} released").items()},
         )
-        stray = set(row.published) - set(names)
+        stray = (set(row.published) | set(row.released)) - set(names)
         if stray:
-            raise ConfigError(f"{where}: row {row.label!r} has a published number for {sorted(stray)[0]!r}, which is not one of its datasets")
+            raise ConfigError(f"{where}: row {row.label!r} has a published number or released weights for {sorted(stray)[0]!r}, which is not one of its datasets")
         rows.append(row)
     if not rows:
         raise ConfigError(f"{where}: no rows")
@@ -137,6 +153,9 @@ def check_table(table: PaperTable, published: dict) -> None:
             table.cell_config(row, dataset)
         except ConfigError as err:
             raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: {err}") from None
+        weights = row.released.get(dataset)
+        if weights is not None and weights.format not in FORMATS:
+            raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: unknown checkpoint format {weights.format!r} (known: {', '.join(FORMATS)})")
         record_id = row.published.get(dataset)
         if record_id is not None and record_id not in published:
             raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: unknown published record {record_id!r}")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hardneg_bench import __version__
 from hardneg_bench.cli import app
 
-COMMANDS = [[], ["run"], ["reproduce"], ["report"], ["bench"], ["published"], ["list"], ["export"]]
+COMMANDS = [[], ["run"], ["reproduce"], ["report"], ["bench"], ["published"], ["list"], ["export"], ["evaluate"]]
 
 
 def help_text(command: list[str]) -> str:
@@ -31,7 +31,7 @@ def test_help_has_no_type_noise_beside_flags(command):
     flags = [line for line in text.splitlines() if re.search(r"--help\b|--no-\w", line)]
     assert flags
     for line in flags:  # the option names, then the help text straight away
-        names = re.match(r"^│ --[\w-]+(\s+-\w)?(\s+--no-[\w-]+)?\s+(\S+)", line)
+        names = re.match(r"^│ (?:\*)?\s*--[\w-]+(\s+-\w)?(\s+--no-[\w-]+)?\s+(\S+)", line)  # * marks a required option
         assert names and not names.group(3).startswith("<"), line
 
 

@@ -72,6 +72,8 @@ CANNOT_RUN_HERE = {
     "hardneg-bench run --method simclr --dataset stl10 --data-root /data --set pretrain.augment.crop_size=64": "gpu",
     "hardneg-bench run --method simclr --dataset imagenet100 --data-root /data --backbone resnet50 --batch-size 512": "gpu",
     "hardneg-bench reproduce hcl-readme-stl10 --seeds 3 --data-root /data": "gpu",
+    "hardneg-bench evaluate --checkpoint moco_v2_800ep_pretrain.pth.tar --dataset imagenet --data-root /data": "released",
+    "hardneg-bench reproduce hcl-readme-stl10 --checkpoints ~/weights --data-root /data": "released",
 }
 """Not run by any test; the README says why beside them (see REASONS)."""
 
@@ -80,6 +82,7 @@ REASONS = {
     "docker": "The image has not been built in a session yet: no Docker engine runs on the machines used so far.",
     "gpu": "The commands that train on a paper dataset need its files and a GPU: the tests run their CPU forms",
     "slurm": "The tests run neither Slurm nor eight GPUs",
+    "released": "The released weights cannot be downloaded here",
 }
 
 
