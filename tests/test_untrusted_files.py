@@ -124,3 +124,24 @@ def test_a_real_checkpoint_loads_as_data_and_restores_the_rng_states_exactly(tmp
     expected = draws()
     set_rng_state(load_checkpoint(tmp_path / "rng" / CHECKPOINT, "rng", CPU)["rng"])
     assert draws() == expected
+
+
+@pytest.mark.parametrize("call", [os.system, builtins.exec], ids=["os.system", "builtins.exec"])
+def test_a_planted_cifar_batch_is_refused_and_never_runs(tmp_path, call):
+    """The data root may be shared too: a CIFAR batch file that names anything but numpy's array
+    reconstruction is refused in one line before it runs; the fake archive's real pickles load."""
+    from fake_datasets import write_fake_cifar10
+
+    from hardneg_bench.data.base import DatasetMissingError
+    from hardneg_bench.data.cifar import CIFAR10
+
+    written = write_fake_cifar10(tmp_path, 20, 10)
+    assert np.array_equal(CIFAR10.load("test", tmp_path, False).images.numpy(), written["test_images"])
+    marker = tmp_path / "MARKER"
+    payload = f"touch {marker}" if call is os.system else f"open({str(marker)!r}, 'w').close()"
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({"data": Planted(call, payload), "labels": [0]}, f)
+    with pytest.raises(DatasetMissingError) as refused:
+        CIFAR10.load("test", tmp_path, False)
+    assert len(str(refused.value).splitlines()) == 1 and "could run code" in str(refused.value)
+    assert not marker.exists()

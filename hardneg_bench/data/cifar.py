@@ -17,16 +17,38 @@ import torch
 from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 from torchvision.datasets import CIFAR100 as TorchvisionCIFAR100
 
-from .base import DatasetSpec, ImageTensorSet, Split
+from .base import DatasetMissingError, DatasetSpec, ImageTensorSet, Split
 from .fetch import require_files
+
+
+ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
+"""What a CIFAR batch pickle may name: numpy's array reconstruction (its ``data``); the rest is
+lists, strings and numbers."""
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and plain data only: a batch file that names any
+    other callable (which could run code) is refused before anything of it runs."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ARRAY_GLOBALS:
+            raise DatasetMissingError(f"refused {self.path}: it asks to unpickle {module}.{name}, which could run code (CIFAR's batches hold only arrays and lists); replace it with the file from the official archive")
+        return super().find_class(module, name)
+
+
+def read_batch(path: Path) -> dict:
+    """One CIFAR batch pickle (written by Python 2), read as data only."""
+    with open(path, "rb") as f:
+        unpickler = _ArraysOnly(f, encoding="latin1")
+        unpickler.path = path
+        return unpickler.load()
 
 
 def read_batches(folder: Path, files: list[str], label_key: str) -> ImageTensorSet:
     """Concatenate pickled batches: ``data`` rows of 3072 bytes (R, G, B planes of 32x32, row-major)."""
     images, labels = [], []
     for name in files:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")  # written by Python 2
+        batch = read_batch(folder / name)
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return ImageTensorSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)))
