@@ -98,6 +98,7 @@ def fail(message: str, code: int = 2) -> None:
 
 RunsDir = typer.Option(None, "--runs-dir", help=f"Run store (default: ${RUNS_ENV} or ~/.cache/hardneg-bench/runs).", show_default=False)
 Device = typer.Option("auto", help="auto, cpu, cuda or cuda:N (under torchrun: each process's cuda:LOCAL_RANK).")
+Download = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root.")
 Workers = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets).")
 Progress = typer.Option(True, "--progress/--no-progress", help="Show the pretraining's progress: a live bar on a terminal, one line per epoch in a log file.")
 # checked by _data_root (one line), not by the option type
@@ -168,7 +169,7 @@ def run(
     runs_dir: Optional[Path] = RunsDir,
     config: Optional[Path] = ConfigFile,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set pretrain.optimizer.lr=0.1 (repeatable)."),
-    download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
+    download: bool = Download,
     workers: int = Workers,
     progress: bool = Progress,
     compile_: bool = Compile,
@@ -209,7 +210,7 @@ def evaluate(
     runs_dir: Optional[Path] = RunsDir,
     config: Optional[Path] = ConfigFile,
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key, e.g. --set probe.protocol=paper (repeatable)."),
-    download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
+    download: bool = Download,
     workers: int = Workers,
 ) -> None:
     """Linear probe, kNN and transfer of the encoder in a file, as for a pretraining: cached by
@@ -531,7 +532,7 @@ def reproduce(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override one config key in every row (repeatable)."),
     published: Optional[Path] = PublishedFile,
     results_dir: Optional[Path] = ResultsDir,
-    download: bool = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root."),
+    download: bool = Download,
     workers: int = Workers,
     progress: bool = Progress,
     compile_: bool = Compile,
