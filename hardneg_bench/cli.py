@@ -98,7 +98,7 @@ def fail(message: str, code: int = 2) -> None:
 
 RunsDir = typer.Option(None, "--runs-dir", help=f"Run store (default: ${RUNS_ENV} or ~/.cache/hardneg-bench/runs).", show_default=False)
 Device = typer.Option("auto", help="auto, cpu, cuda or cuda:N (under torchrun: each process's cuda:LOCAL_RANK).")
-Download = typer.Option(True, "--download/--no-download", help="Download a missing CIFAR/STL-10 dataset into the data root.")
+Download = typer.Option(True, "--download/--no-download", help="Download a missing dataset into the data root (all but ImageNet; torchvision's URLs).")
 Workers = typer.Option(min(8, os.cpu_count() or 1), help="DataLoader workers (image-folder datasets).")
 Progress = typer.Option(True, "--progress/--no-progress", help="Show the pretraining's progress: a live bar on a terminal, one line per epoch in a log file.")
 # checked by _data_root (one line), not by the option type

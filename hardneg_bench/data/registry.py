@@ -7,10 +7,11 @@ from .base import DatasetSpec
 from .cifar import CIFAR10, CIFAR100
 from .imagenet import IMAGENET
 from .imagenet100 import IMAGENET100
+from .meta_domains import META_DOMAINS
 from .shapes import SHAPES, SHAPES_NOVEL
 from .stl10 import STL10
 
-DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (SHAPES, SHAPES_NOVEL, CIFAR10, CIFAR100, STL10, IMAGENET100, IMAGENET)}
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (SHAPES, SHAPES_NOVEL, CIFAR10, CIFAR100, STL10, IMAGENET100, IMAGENET, *META_DOMAINS)}
 
 def get_dataset(name: str) -> DatasetSpec:
     if name not in DATASETS:
