@@ -245,6 +245,33 @@ class KnnConfig:
         require(self.feature in ("backbone", "head"), "feature", f"must be backbone or head, got {self.feature!r}")
 
 
+FEWSHOT_HEADS = ("nearest_mean", "logistic")
+
+
+@dataclass
+class FewShotConfig:
+    """Few-shot episodes on the frozen features of each dataset's test split (Meta-Dataset's
+    convention: N-way K-shot episodes, 15 queries per class, 600 episodes, mean accuracy and its
+    95% interval), classified by nearest class mean (cosine) and by a per-episode logistic
+    regression (engine/fewshot.py). The episodes depend only on the labels and the run's seed, so
+    every encoder is tested on the same ones."""
+
+    datasets: tuple[str, ...] = ()
+    """The datasets evaluated this way (none by default)."""
+    ways: int = 5
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = 15
+    episodes: int = 600
+    heads: tuple[str, ...] = FEWSHOT_HEADS
+
+    def __post_init__(self) -> None:
+        require(self.ways >= 2, "ways", "must be at least 2")
+        require(bool(self.shots) and all(s >= 1 for s in self.shots), "shots", "must be a non-empty list of numbers >= 1")
+        require(self.queries >= 1, "queries", "must be at least 1")
+        require(self.episodes >= 2, "episodes", "must be at least 2 (the interval needs a spread)")
+        require(bool(self.heads) and all(h in FEWSHOT_HEADS for h in self.heads), "heads", f"must name some of {', '.join(FEWSHOT_HEADS)}")
+
+
 @dataclass
 class RunConfig:
     """Everything that determines a run's results (and so its keys in the run store)."""
@@ -261,6 +288,8 @@ class RunConfig:
     transfer: tuple[str, ...] | None = None
     """Datasets the encoder is transferred to (linear probe trained and tested there); None uses
     the dataset's default target."""
+    fewshot: FewShotConfig = field(default_factory=FewShotConfig)
+    """Few-shot transfer: the datasets evaluated with episodes on frozen features."""
     random_init_baseline: bool = True
     """Also evaluate a randomly initialised encoder of the same architecture, as a floor."""
 

@@ -29,9 +29,10 @@ from .data.normalization import DATASET, normalized
 from .data.registry import get_dataset
 from .engine.batches import on_device
 from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
+from .engine.fewshot import logistic_accuracy, mean_and_ci95, nearest_mean_accuracy, sample_episodes
 from .engine.pretrain import ENCODER, TrainingDiverged, load_encoder, load_encoder_with_head, pretrain, save_random_init
 from .engine.trainer import encoder_spec
-from .engine.runtime import Runtime
+from .engine.runtime import Runtime, derive_seed
 from .methods.registry import runs_as
 from .store import RunStore, atomic_torch_save
 
@@ -106,6 +107,16 @@ def probe_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
 def knn_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
     """The config of the kNN evaluation: its own settings and the probe's test transform."""
     config = {"parent": encoder_key, "dataset": dataset, "knn": to_dict(cfg.knn, keyed=True), "image_size": cfg.probe.image_size}
+    if cfg.probe.test_resize is not None:
+        config["test_resize"] = cfg.probe.test_resize
+    return config
+
+
+def fewshot_stage(cfg: RunConfig, encoder_key: str, dataset: str, shots: int, head: str) -> dict:
+    """The config of one few-shot evaluation (``shots`` per class, classified by ``head``) of the
+    encoder ``encoder_key`` on ``dataset``'s test split, with the probe's test transform."""
+    f = cfg.fewshot
+    config = {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "fewshot": {"ways": f.ways, "shots": shots, "queries": f.queries, "episodes": f.episodes, "head": head}, "image_size": cfg.probe.image_size}
     if cfg.probe.test_resize is not None:
         config["test_resize"] = cfg.probe.test_resize
     return config
@@ -206,7 +217,11 @@ class Pipeline:
         cfg, spec = self.cfg, run_dataset(self.cfg, self.cfg.dataset)
         config, label = pretrain_stage(cfg)
         # everything the run reads, the transfer datasets too: a missing one fails now, not after pretraining
-        needs = ((spec, cfg.pretrain.split), *((s, split) for s in (spec, *self.transfer_targets()) for split in ("train", "test")))
+        needs = (
+            (spec, cfg.pretrain.split),
+            *((s, split) for s in (spec, *self.transfer_targets()) for split in ("train", "test")),
+            *((run_dataset(cfg, name), "test") for name in cfg.fewshot.datasets),
+        )
         record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, cfg.pretrain.split), run_dir, self.runtime), needs)
         return Encoder(record["key"], label)
 
@@ -253,6 +268,24 @@ class Pipeline:
 
         return self._stage("knn", config, {**encoder.label, "eval_dataset": spec.name}, compute, needs=((spec, "train"), (spec, "test")))
 
+    def fewshot(self, encoder: Encoder, spec: DatasetSpec) -> None:
+        """Every (shots, head) few-shot evaluation of ``encoder`` on ``spec``'s test split: one
+        stage each, the features extracted once, the episodes drawn from the labels and the seed."""
+        f = self.cfg.fewshot
+        for shots in f.shots:
+            for head in f.heads:
+                config = fewshot_stage(self.cfg, encoder.key, spec.name, shots, head)
+
+                def compute(_: Path, shots: int = shots, head: str = head) -> dict:
+                    x, y = self._features(encoder, spec, "test")
+                    episodes = sample_episodes(y.cpu(), f.ways, shots, f.queries, f.episodes, derive_seed(self.cfg.seed, "fewshot", spec.name))
+                    accuracies = (nearest_mean_accuracy if head == "nearest_mean" else logistic_accuracy)(x, episodes)
+                    mean, ci95 = mean_and_ci95(accuracies.cpu())
+                    return {"test_accuracy": mean, "ci95": ci95, "episodes": f.episodes}
+
+                label = {**encoder.label, "eval_dataset": spec.name, "fewshot": {"ways": f.ways, "shots": shots, "head": head}}
+                self._stage("fewshot", config, label, compute, needs=((spec, "test"),))
+
     def transfer_targets(self) -> list[DatasetSpec]:
         """``cfg.transfer``, or the dataset's default transfer target."""
         names = self.cfg.transfer if self.cfg.transfer is not None else (get_dataset(self.cfg.dataset).transfer_target,)
@@ -264,6 +297,8 @@ class Pipeline:
         self.knn(encoder, spec)
         for target in self.transfer_targets():
             self.linear_probe("transfer", encoder, target)
+        for name in self.cfg.fewshot.datasets:
+            self.fewshot(encoder, run_dataset(self.cfg, name))
 
     def checkpoint_encoder(self, path: Path, imported: ImportedEncoder) -> Encoder:
         """An encoder file (``path``, read as ``imported``) stored in our encoder format once, as

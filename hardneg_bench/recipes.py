@@ -135,7 +135,7 @@ def check_across(cfg: RunConfig) -> None:
     constrain each other (the batch against the queue, the BatchNorm groups and the dataset)."""
     if cfg.model.backbone not in BACKBONES:
         raise ConfigError(f"config key 'model.backbone': unknown backbone {cfg.model.backbone!r} (known: {', '.join(BACKBONES)})")
-    for target in cfg.transfer or ():
+    for target in (*(cfg.transfer or ()), *cfg.fewshot.datasets):
         get_dataset(target)
     batch = cfg.pretrain.batch_size
     queue = getattr(cfg.method_params, "queue_size", None)

@@ -38,6 +38,9 @@ def _column(record: dict) -> str | None:
         return "kNN"
     if record["stage"] == "transfer":
         return f"transfer -> {record['eval_dataset']}"
+    if record["stage"] == "fewshot":
+        f = record["fewshot"]
+        return f"{f['ways']}-way {f['shots']}-shot {f['head'].replace('_', '-')} -> {record['eval_dataset']}"
     return None
 
 
