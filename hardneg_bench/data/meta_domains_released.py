@@ -269,8 +269,10 @@ FLOWERS_SPEC = DatasetSpec(
 MSCOCO_URL = "https://cocodataset.org/#download"
 MSCOCO_CLASSES = 80
 MSCOCO_BOX_SCALE = 1.2
-"""Each box is grown about its centre by this factor before cropping (Meta-Dataset's
-``box_scale_ratio``), then clipped to the image."""
+"""Each box is grown about its centre by this factor before cropping, then clipped to the image:
+Meta-Dataset's ``box_scale_ratio`` as remembered, UNVERIFIED (its converter's source was not
+read here); the Ring authors' own MSCOCO crops (their Meta-Dataset loaders, ``FILTER_SIZE = 32``)
+are to be compared before the Ring transfer table is run."""
 MSCOCO_MIN_SIDE = 16
 """Boxes narrower or shorter than this (in pixels, before scaling) are skipped: smaller crops are
 mostly blur at 84 px. Crowd annotations (``iscrowd``) are skipped too."""
