@@ -62,6 +62,14 @@ def read_images(name: str, paths: list[Path]) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+def domain_spec(name: str, description: str, num_classes: int, load, train: int | None = None, test: int | None = None) -> DatasetSpec:
+    """A Meta-Dataset domain's registry entry: stored at ``SIDE`` px with ImageNet statistics,
+    pretrained on (when it is) its training split; ``train``/``test``: the split sizes where the
+    release fixes them (else counted at load)."""
+    sizes = {} if train is None else {"pretrain": train, "train": train, "test": test}
+    return DatasetSpec(name=name, description=description, num_classes=num_classes, image_size=SIDE, mean=MEAN, std=STD, load=load, split_sizes=sizes)
+
+
 def _tensor_set(name: str, samples: list[tuple[Path, int]]) -> ImageTensorSet:
     if not samples:
         raise DatasetMissingError(f"{name}: the split lists no images; extract the archive again")
@@ -121,17 +129,8 @@ def load_dtd(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 DTD_CLASSES = 47
 
-DTD_SPEC = DatasetSpec(
-    name="dtd",
-    description="DTD textures (Meta-Dataset domain): 47 classes, partition 1, stored at 84 px",
-    num_classes=DTD_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_dtd,
-    # 40 images per class in each of train / val / test (Cimpoi et al., CVPR 2014)
-    split_sizes={"pretrain": 1_880, "train": 1_880, "test": 1_880},
-)
+# 40 images per class in each of train / val / test (Cimpoi et al., CVPR 2014)
+DTD_SPEC = domain_spec("dtd", "DTD textures (Meta-Dataset domain): 47 classes, partition 1, stored at 84 px", DTD_CLASSES, load_dtd, train=1_880, test=1_880)
 
 
 # --- FGVC-Aircraft ------------------------------------------------------------------------------
@@ -166,17 +165,8 @@ def load_aircraft(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 AIRCRAFT_CLASSES = 100
 
-AIRCRAFT_SPEC = DatasetSpec(
-    name="aircraft",
-    description="FGVC-Aircraft (Meta-Dataset domain): 100 variants, trainval / test, stored at 84 px",
-    num_classes=AIRCRAFT_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_aircraft,
-    # 10,000 images in three equal parts (Maji et al., 2013): trainval 6,667, test 3,333
-    split_sizes={"pretrain": 6_667, "train": 6_667, "test": 3_333},
-)
+# 10,000 images in three equal parts (Maji et al., 2013): trainval 6,667, test 3,333
+AIRCRAFT_SPEC = domain_spec("aircraft", "FGVC-Aircraft (Meta-Dataset domain): 100 variants, trainval / test, stored at 84 px", AIRCRAFT_CLASSES, load_aircraft, train=6_667, test=3_333)
 
 
 # --- GTSRB --------------------------------------------------------------------------------------
@@ -212,17 +202,8 @@ def load_gtsrb(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 GTSRB_CLASSES = 43
 
-GTSRB_SPEC = DatasetSpec(
-    name="gtsrb",
-    description="GTSRB traffic signs (Meta-Dataset domain): 43 classes, train / test, stored at 84 px",
-    num_classes=GTSRB_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_gtsrb,
-    # the GTSRB benchmark's final training and test sets (Stallkamp et al., 2012)
-    split_sizes={"pretrain": 39_209, "train": 39_209, "test": 12_630},
-)
+# the GTSRB benchmark's final training and test sets (Stallkamp et al., 2012)
+GTSRB_SPEC = domain_spec("gtsrb", "GTSRB traffic signs (Meta-Dataset domain): 43 classes, train / test, stored at 84 px", GTSRB_CLASSES, load_gtsrb, train=39_209, test=12_630)
 
 
 # --- Omniglot -----------------------------------------------------------------------------------
@@ -276,16 +257,7 @@ def load_omniglot(split: Split, root: Path, download: bool) -> ImageTensorSet:
     return _tensor_set("omniglot", [samples[i] for i in omniglot_split(labels, split)])
 
 
-OMNIGLOT_SPEC = DatasetSpec(
-    name="omniglot",
-    description=f"Omniglot (Meta-Dataset domain): 1,623 characters, seeded stratified split ({OMNIGLOT_TEST_FRACTION:.0%} test, seed {OMNIGLOT_SEED}), stored at 84 px",
-    num_classes=OMNIGLOT_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_omniglot,
-    # 20 drawings of each of the 1,623 characters (Lake et al., 2015): 15 train and 5 test each
-    split_sizes={"pretrain": 24_345, "train": 24_345, "test": 8_115},
-)
+# 20 drawings of each of the 1,623 characters (Lake et al., 2015): 15 train and 5 test each
+OMNIGLOT_SPEC = domain_spec("omniglot", f"Omniglot (Meta-Dataset domain): 1,623 characters, seeded stratified split ({OMNIGLOT_TEST_FRACTION:.0%} test, seed {OMNIGLOT_SEED}), stored at 84 px", OMNIGLOT_CLASSES, load_omniglot, train=24_345, test=8_115)
 
 META_DOMAINS = (DTD_SPEC, AIRCRAFT_SPEC, GTSRB_SPEC, OMNIGLOT_SPEC)

@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import DatasetMissingError, DatasetSpec, ImageTensorSet, Split
-from .imagenet import MEAN, STD
-from .meta_domains import SIDE, _tensor_set, ensure
+from .base import DatasetMissingError, ImageTensorSet, Split
+from .meta_domains import SIDE, _tensor_set, domain_spec, ensure
 
 
 def require(name: str, required: list[Path], how: str, root: Path) -> None:
@@ -82,17 +81,8 @@ def load_cub(split: Split, root: Path, download: bool) -> ImageTensorSet:
     return _tensor_set("cub", samples)
 
 
-CUB_SPEC = DatasetSpec(
-    name="cub",
-    description="CUB-200-2011 birds (Meta-Dataset domain): 200 species, official train / test, stored at 84 px",
-    num_classes=CUB_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_cub,
-    # 11,788 images (Wah et al., 2011): train_test_split.txt marks 5,994 train, 5,794 test
-    split_sizes={"pretrain": 5_994, "train": 5_994, "test": 5_794},
-)
+# 11,788 images (Wah et al., 2011): train_test_split.txt marks 5,994 train, 5,794 test
+CUB_SPEC = domain_spec("cub", "CUB-200-2011 birds (Meta-Dataset domain): 200 species, official train / test, stored at 84 px", CUB_CLASSES, load_cub, train=5_994, test=5_794)
 
 
 # --- FGVCx Fungi 2018 ----------------------------------------------------------------------------
@@ -135,17 +125,8 @@ def load_fungi(split: Split, root: Path, download: bool) -> ImageTensorSet:
     return _tensor_set("fungi", samples)
 
 
-FUNGI_SPEC = DatasetSpec(
-    name="fungi",
-    description="FGVCx Fungi 2018 (Meta-Dataset domain): 1,394 species, train.json / val.json, stored at 84 px",
-    num_classes=FUNGI_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_fungi,
-    # the FGVCx 2018 competition's released labelled images: 85,578 train, 4,182 val
-    split_sizes={"pretrain": 85_578, "train": 85_578, "test": 4_182},
-)
+# the FGVCx 2018 competition's released labelled images: 85,578 train, 4,182 val
+FUNGI_SPEC = domain_spec("fungi", "FGVCx Fungi 2018 (Meta-Dataset domain): 1,394 species, train.json / val.json, stored at 84 px", FUNGI_CLASSES, load_fungi, train=85_578, test=4_182)
 
 
 # --- QuickDraw -----------------------------------------------------------------------------------
@@ -204,16 +185,8 @@ def load_quickdraw(split: Split, root: Path, download: bool) -> ImageTensorSet:
     return ImageTensorSet(images, torch.tensor(labels, dtype=torch.int64))
 
 
-QUICKDRAW_SPEC = DatasetSpec(
-    name="quickdraw",
-    description=f"QuickDraw (Meta-Dataset domain): 345 classes, first {QUICKDRAW_PER_CLASS} drawings of each, seeded stratified split ({QUICKDRAW_TEST_FRACTION:.0%} test, seed {QUICKDRAW_SEED}), stored at 84 px",
-    num_classes=QUICKDRAW_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_quickdraw,
-    split_sizes={"pretrain": 129_375, "train": 129_375, "test": 43_125},
-)
+# 345 classes x QUICKDRAW_PER_CLASS drawings, split by QUICKDRAW_TEST_FRACTION
+QUICKDRAW_SPEC = domain_spec("quickdraw", f"QuickDraw (Meta-Dataset domain): 345 classes, first {QUICKDRAW_PER_CLASS} drawings of each, seeded stratified split ({QUICKDRAW_TEST_FRACTION:.0%} test, seed {QUICKDRAW_SEED}), stored at 84 px", QUICKDRAW_CLASSES, load_quickdraw, train=129_375, test=43_125)
 
 
 # --- VGG Flowers ---------------------------------------------------------------------------------
@@ -251,17 +224,8 @@ def load_flowers102(split: Split, root: Path, download: bool) -> ImageTensorSet:
     return _tensor_set("flowers102", samples)
 
 
-FLOWERS_SPEC = DatasetSpec(
-    name="flowers102",
-    description="VGG Flowers (Meta-Dataset domain): 102 classes, train+val / test, stored at 84 px (needs scipy)",
-    num_classes=FLOWERS_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_flowers102,
-    # 8,189 images (Nilsback & Zisserman, 2008): 10 train + 10 val a class, 6,149 test
-    split_sizes={"pretrain": 2_040, "train": 2_040, "test": 6_149},
-)
+# 8,189 images (Nilsback & Zisserman, 2008): 10 train + 10 val a class, 6,149 test
+FLOWERS_SPEC = domain_spec("flowers102", "VGG Flowers (Meta-Dataset domain): 102 classes, train+val / test, stored at 84 px (needs scipy)", FLOWERS_CLASSES, load_flowers102, train=2_040, test=6_149)
 
 
 # --- MSCOCO object crops -------------------------------------------------------------------------
@@ -340,15 +304,7 @@ def load_mscoco(split: Split, root: Path, download: bool) -> ImageTensorSet:
     return ImageTensorSet(torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels))
 
 
-MSCOCO_SPEC = DatasetSpec(
-    name="mscoco",
-    description=f"MSCOCO object crops (Meta-Dataset domain): 80 categories, train2017 / val2017 boxes of at least {MSCOCO_MIN_SIDE} px, at most {MSCOCO_PER_CLASS:,} a class, stored at 84 px",
-    num_classes=MSCOCO_CLASSES,
-    image_size=SIDE,
-    mean=MEAN,
-    std=STD,
-    load=load_mscoco,
-    # sizes depend on the box filter and the cap: counted at load
-)
+# sizes depend on the box filter and the cap: counted at load
+MSCOCO_SPEC = domain_spec("mscoco", f"MSCOCO object crops (Meta-Dataset domain): 80 categories, train2017 / val2017 boxes of at least {MSCOCO_MIN_SIDE} px, at most {MSCOCO_PER_CLASS:,} a class, stored at 84 px", MSCOCO_CLASSES, load_mscoco)
 
 RELEASED_DOMAINS = (CUB_SPEC, FUNGI_SPEC, QUICKDRAW_SPEC, FLOWERS_SPEC, MSCOCO_SPEC)
