@@ -104,22 +104,24 @@ def probe_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
     return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=augment), keyed=True)}
 
 
+def _test_transform(cfg: RunConfig) -> dict:
+    """The probe's test transform as the kNN and few-shot stage configs record it (``test_resize``
+    only when set: keys made before it existed stay valid)."""
+    resize = {} if cfg.probe.test_resize is None else {"test_resize": cfg.probe.test_resize}
+    return {"image_size": cfg.probe.image_size, **resize}
+
+
 def knn_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
     """The config of the kNN evaluation: its own settings and the probe's test transform."""
-    config = {"parent": encoder_key, "dataset": dataset, "knn": to_dict(cfg.knn, keyed=True), "image_size": cfg.probe.image_size}
-    if cfg.probe.test_resize is not None:
-        config["test_resize"] = cfg.probe.test_resize
-    return config
+    return {"parent": encoder_key, "dataset": dataset, "knn": to_dict(cfg.knn, keyed=True), **_test_transform(cfg)}
 
 
 def fewshot_stage(cfg: RunConfig, encoder_key: str, dataset: str, shots: int, head: str) -> dict:
     """The config of one few-shot evaluation (``shots`` per class, classified by ``head``) of the
     encoder ``encoder_key`` on ``dataset``'s test split, with the probe's test transform."""
     f = cfg.fewshot
-    config = {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "fewshot": {"ways": f.ways, "shots": shots, "queries": f.queries, "episodes": f.episodes, "head": head}, "image_size": cfg.probe.image_size}
-    if cfg.probe.test_resize is not None:
-        config["test_resize"] = cfg.probe.test_resize
-    return config
+    episodes = {"ways": f.ways, "shots": shots, "queries": f.queries, "episodes": f.episodes, "head": head}
+    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "fewshot": episodes, **_test_transform(cfg)}
 
 
 def checkpoint_stage(cfg: RunConfig, imported: ImportedEncoder, name: str) -> tuple[dict, dict]:
