@@ -38,7 +38,8 @@ from . import distributed
 from .config import RunConfig
 from .data.base import DatasetSpec, ImageSet, ImageTensorSet
 from .engine.batches import crop_size_of, on_device, pretraining_batches
-from .engine.evaluate import extract_features, fast_linear_probe
+from .evaluations.features import extract_features
+from .evaluations.linear import fast_linear_probe
 from .engine.runtime import Runtime, autocast, device_name
 from .engine.trainer import Trainer
 from .methods import Batch

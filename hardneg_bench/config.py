@@ -253,11 +253,10 @@ class FewShotConfig:
     """Few-shot episodes on the frozen features of each dataset's test split (Meta-Dataset's
     convention: N-way K-shot episodes, 15 queries per class, 600 episodes, mean accuracy and its
     95% interval), classified by nearest class mean (cosine) and by a per-episode logistic
-    regression (engine/fewshot.py). The episodes depend only on the labels and the run's seed, so
-    every encoder is tested on the same ones."""
+    regression (evaluations/fewshot.py), on every transfer target named ``DATASET:fewshot``. The
+    episodes depend only on the labels and the run's seed, so every encoder is tested on the same
+    ones."""
 
-    datasets: tuple[str, ...] = ()
-    """The datasets evaluated this way (none by default)."""
     ways: int = 5
     shots: tuple[int, ...] = (1, 5)
     queries: int = 15
@@ -286,10 +285,11 @@ class RunConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     knn: KnnConfig = field(default_factory=KnnConfig)
     transfer: tuple[str, ...] | None = None
-    """Datasets the encoder is transferred to (linear probe trained and tested there); None uses
-    the dataset's default target."""
+    """Transfer targets, each ``DATASET`` (a linear probe trained and tested there) or
+    ``DATASET:PROTOCOL`` (``linear``, ``knn``, ``fewshot``: hardneg_bench/evaluations/); None uses
+    the dataset's default target with the linear probe."""
     fewshot: FewShotConfig = field(default_factory=FewShotConfig)
-    """Few-shot transfer: the datasets evaluated with episodes on frozen features."""
+    """The episodes of the ``fewshot`` protocol."""
     random_init_baseline: bool = True
     """Also evaluate a randomly initialised encoder of the same architecture, as a floor."""
 

@@ -1,6 +1,7 @@
 """The chain of stages behind ``hardneg-bench run``.
 
-    pretrain (or random-init, or a released checkpoint) --> probe, knn, transfer (one per target dataset)
+    pretrain (or random-init, or a released checkpoint) --> probe, knn, and each transfer target's
+                                                            evaluation (hardneg_bench/evaluations/)
 
 Each stage's config holds everything its result depends on, including its parent's key, and its
 key is the hash of that config. A stage whose key has a result in the store is skipped; an
@@ -28,11 +29,12 @@ from .data.base import DatasetSpec, ImageSet
 from .data.normalization import DATASET, normalized
 from .data.registry import get_dataset
 from .engine.batches import on_device
-from .engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, paper_linear_probe
-from .engine.fewshot import logistic_accuracy, mean_and_ci95, nearest_mean_accuracy, sample_episodes
 from .engine.pretrain import ENCODER, TrainingDiverged, load_encoder, load_encoder_with_head, pretrain, save_random_init
 from .engine.trainer import encoder_spec
-from .engine.runtime import Runtime, derive_seed
+from .engine.runtime import Runtime
+from .evaluations.base import Evaluation
+from .evaluations.features import extract_features
+from .evaluations.registry import EVALUATIONS, Target
 from .methods.registry import runs_as
 from .store import RunStore, atomic_torch_save
 
@@ -96,32 +98,6 @@ def random_init_stage(cfg: RunConfig) -> tuple[dict, dict]:
     config = {"method": RANDOM_INIT, "dataset": cfg.dataset, "seed": cfg.seed, "encoder": encoder_spec(cfg, run_dataset(cfg, cfg.dataset)).to_dict()}
     label = {"method": RANDOM_INIT, "dataset": cfg.dataset, "backbone": cfg.model.backbone, "epochs": 0, "seed": cfg.seed, "group": config_key({**config, "seed": None})}
     return config, label
-
-
-def probe_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
-    """The config of the linear probe of the encoder ``encoder_key`` on ``dataset``."""
-    augment = (cfg.probe.augment or cfg.pretrain.augment) if cfg.probe.protocol == "paper" else None
-    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=augment), keyed=True)}
-
-
-def _test_transform(cfg: RunConfig) -> dict:
-    """The probe's test transform as the kNN and few-shot stage configs record it (``test_resize``
-    only when set: keys made before it existed stay valid)."""
-    resize = {} if cfg.probe.test_resize is None else {"test_resize": cfg.probe.test_resize}
-    return {"image_size": cfg.probe.image_size, **resize}
-
-
-def knn_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
-    """The config of the kNN evaluation: its own settings and the probe's test transform."""
-    return {"parent": encoder_key, "dataset": dataset, "knn": to_dict(cfg.knn, keyed=True), **_test_transform(cfg)}
-
-
-def fewshot_stage(cfg: RunConfig, encoder_key: str, dataset: str, shots: int, head: str) -> dict:
-    """The config of one few-shot evaluation (``shots`` per class, classified by ``head``) of the
-    encoder ``encoder_key`` on ``dataset``'s test split, with the probe's test transform."""
-    f = cfg.fewshot
-    episodes = {"ways": f.ways, "shots": shots, "queries": f.queries, "episodes": f.episodes, "head": head}
-    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "fewshot": episodes, **_test_transform(cfg)}
 
 
 def checkpoint_stage(cfg: RunConfig, imported: ImportedEncoder, name: str) -> tuple[dict, dict]:
@@ -221,8 +197,9 @@ class Pipeline:
         # everything the run reads, the transfer datasets too: a missing one fails now, not after pretraining
         needs = (
             (spec, cfg.pretrain.split),
-            *((s, split) for s in (spec, *self.transfer_targets()) for split in ("train", "test")),
-            *((run_dataset(cfg, name), "test") for name in cfg.fewshot.datasets),
+            (spec, "train"),
+            (spec, "test"),
+            *((run_dataset(cfg, t.dataset), split) for t in self.transfer_targets() for split in t.evaluation.splits),
         )
         record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, cfg.pretrain.split), run_dir, self.runtime), needs)
         return Encoder(record["key"], label)
@@ -233,74 +210,42 @@ class Pipeline:
         record = self._stage("pretrain", config, label, lambda run_dir: save_random_init(cfg, spec, run_dir))
         return Encoder(record["key"], label)
 
-    def _encoder_module(self, encoder: Encoder, head: bool = False) -> torch.nn.Module:
+    def encoder_module(self, encoder: Encoder, head: bool = False) -> torch.nn.Module:
         """The stored encoder (followed by its projection head with ``head``), frozen."""
         path = self.store.stage_dir(encoder.stage, encoder.key) / ENCODER
         return load_encoder_with_head(path, self.runtime.device) if head else load_encoder(path, self.runtime.device)
 
-    def _features(self, encoder: Encoder, spec: DatasetSpec, split: str, head: bool = False):
+    def features(self, encoder: Encoder, spec: DatasetSpec, split: str, head: bool = False):
+        """Frozen features and labels of a split, extracted once per run for every evaluation."""
         cache_key = ("features", encoder.key, spec.name, split, head)
         if cache_key not in self._data:
-            self._data[cache_key] = extract_features(self._encoder_module(encoder, head), self.device_data(spec, split), spec, self.cfg.probe, self.runtime)
+            self._data[cache_key] = extract_features(self.encoder_module(encoder, head), self.device_data(spec, split), spec, self.cfg.probe, self.runtime)
         return self._data[cache_key]
 
-    def linear_probe(self, stage: str, encoder: Encoder, spec: DatasetSpec) -> dict:
-        """The linear probe of ``encoder`` trained on ``spec``'s train split, tested on its test split
-        (``stage`` is ``probe`` on the pretraining dataset, ``transfer`` on another)."""
-        cfg = self.cfg
-        probe_augment = cfg.probe.augment or cfg.pretrain.augment
-        config = probe_stage(cfg, encoder.key, spec.name)
+    def evaluation(self, evaluation: Evaluation, encoder: Encoder, spec: DatasetSpec) -> list[dict]:
+        """Every stage of ``evaluation`` for ``encoder`` on ``spec`` (a transfer when ``spec`` is
+        not the pretraining dataset), each cached by its own key."""
+        transfer = spec.name != self.cfg.dataset
+        needs = tuple((spec, split) for split in evaluation.splits)
+        records = []
+        for stage in evaluation.stages(self.cfg, encoder.key, spec.name, transfer):
+            label = {**encoder.label, "eval_dataset": spec.name, **stage.label}
+            records.append(self._stage(stage.stage, stage.config, label, lambda _, stage=stage: evaluation.compute(self, encoder, spec, stage), needs))
+        return records
 
-        def compute(_: Path) -> dict:
-            if cfg.probe.protocol == "fast":
-                return fast_linear_probe(self._features(encoder, spec, "train"), self._features(encoder, spec, "test"), spec.num_classes, cfg.probe, cfg.seed)
-            module = self._encoder_module(encoder)
-            return paper_linear_probe(module, self.device_data(spec, "train"), self.device_data(spec, "test"), spec, cfg.probe, probe_augment, self.runtime, cfg.seed)
-
-        label = {**encoder.label, "eval_dataset": spec.name, "protocol": cfg.probe.protocol}
-        return self._stage(stage, config, label, compute, needs=((spec, "train"), (spec, "test")))
-
-    def knn(self, encoder: Encoder, spec: DatasetSpec) -> dict:
-        cfg = self.cfg
-        config = knn_stage(cfg, encoder.key, spec.name)
-
-        def compute(_: Path) -> dict:
-            head = cfg.knn.feature == "head"
-            return {"test_accuracy": knn_accuracy(self._features(encoder, spec, "train", head), self._features(encoder, spec, "test", head), spec.num_classes, cfg.knn)}
-
-        return self._stage("knn", config, {**encoder.label, "eval_dataset": spec.name}, compute, needs=((spec, "train"), (spec, "test")))
-
-    def fewshot(self, encoder: Encoder, spec: DatasetSpec) -> None:
-        """Every (shots, head) few-shot evaluation of ``encoder`` on ``spec``'s test split: one
-        stage each, the features extracted once, the episodes drawn from the labels and the seed."""
-        f = self.cfg.fewshot
-        for shots in f.shots:
-            for head in f.heads:
-                config = fewshot_stage(self.cfg, encoder.key, spec.name, shots, head)
-
-                def compute(_: Path, shots: int = shots, head: str = head) -> dict:
-                    x, y = self._features(encoder, spec, "test")
-                    episodes = sample_episodes(y.cpu(), f.ways, shots, f.queries, f.episodes, derive_seed(self.cfg.seed, "fewshot", spec.name))
-                    accuracies = (nearest_mean_accuracy if head == "nearest_mean" else logistic_accuracy)(x, episodes)
-                    mean, ci95 = mean_and_ci95(accuracies.cpu())
-                    return {"test_accuracy": mean, "ci95": ci95, "episodes": f.episodes}
-
-                label = {**encoder.label, "eval_dataset": spec.name, "fewshot": {"ways": f.ways, "shots": shots, "head": head}}
-                self._stage("fewshot", config, label, compute, needs=((spec, "test"),))
-
-    def transfer_targets(self) -> list[DatasetSpec]:
-        """``cfg.transfer``, or the dataset's default transfer target."""
+    def transfer_targets(self) -> list[Target]:
+        """``cfg.transfer`` (``DATASET`` or ``DATASET:PROTOCOL``), or the dataset's default
+        transfer target with the linear probe."""
         names = self.cfg.transfer if self.cfg.transfer is not None else (get_dataset(self.cfg.dataset).transfer_target,)
-        return [run_dataset(self.cfg, name) for name in names if name]
+        return [Target.parse(name) for name in names if name]
 
     def evaluate(self, encoder: Encoder) -> None:
+        """The linear probe and kNN on the pretraining dataset, then every transfer target."""
         spec = run_dataset(self.cfg, self.cfg.dataset)
-        self.linear_probe("probe", encoder, spec)
-        self.knn(encoder, spec)
+        self.evaluation(EVALUATIONS["linear"], encoder, spec)
+        self.evaluation(EVALUATIONS["knn"], encoder, spec)
         for target in self.transfer_targets():
-            self.linear_probe("transfer", encoder, target)
-        for name in self.cfg.fewshot.datasets:
-            self.fewshot(encoder, run_dataset(self.cfg, name))
+            self.evaluation(target.evaluation, encoder, run_dataset(self.cfg, target.dataset))
 
     def checkpoint_encoder(self, path: Path, imported: ImportedEncoder) -> Encoder:
         """An encoder file (``path``, read as ``imported``) stored in our encoder format once, as

@@ -23,7 +23,9 @@ from .config import ConfigError, flatten, to_dict
 from .data.registry import get_dataset
 from .models.backbones import backbone_stem
 from .models.encoder import EncoderSpec
-from .pipeline import RANDOM_INIT, knn_stage, pretrain_stage, probe_stage
+from .evaluations.knn import knn_stage
+from .evaluations.linear import probe_stage
+from .pipeline import RANDOM_INIT, pretrain_stage
 from .recipes import Resolved, resolve
 
 ABSENT = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()

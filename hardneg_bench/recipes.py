@@ -27,6 +27,7 @@ from typing import Any
 
 from .config import ConfigError, RunConfig, deep_merge, flatten, from_dict, load_yaml, merge_layers, parse_override, to_dict
 from .data.registry import get_dataset
+from .evaluations.registry import Target
 from .methods import get_method
 from .models import BACKBONES
 
@@ -135,8 +136,8 @@ def check_across(cfg: RunConfig) -> None:
     constrain each other (the batch against the queue, the BatchNorm groups and the dataset)."""
     if cfg.model.backbone not in BACKBONES:
         raise ConfigError(f"config key 'model.backbone': unknown backbone {cfg.model.backbone!r} (known: {', '.join(BACKBONES)})")
-    for target in (*(cfg.transfer or ()), *cfg.fewshot.datasets):
-        get_dataset(target)
+    for text in cfg.transfer or ():
+        get_dataset(Target.parse(text).dataset)
     batch = cfg.pretrain.batch_size
     queue = getattr(cfg.method_params, "queue_size", None)
     if queue is not None and queue < batch:

@@ -35,7 +35,7 @@ def _column(record: dict) -> str | None:
     if record["stage"] == "probe":
         return f"linear ({record['protocol']})"
     if record["stage"] == "knn":
-        return "kNN"
+        return "kNN" if record.get("eval_dataset", record["dataset"]) == record["dataset"] else f"kNN -> {record['eval_dataset']}"
     if record["stage"] == "transfer":
         return f"transfer -> {record['eval_dataset']}"
     if record["stage"] == "fewshot":

@@ -21,7 +21,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from .config import ConfigError, RunConfig, config_key
-from .pipeline import knn_stage, pretrain_stage, probe_stage, random_init_stage, runs_as_label
+from .evaluations.knn import knn_stage
+from .evaluations.linear import probe_stage
+from .pipeline import pretrain_stage, random_init_stage, runs_as_label
 from .protocols import our_settings
 from .published import OUR_MODE, Protocol, PublishedRecord
 from .report import DECIMALS, FORMATS, MISSING, RUNS_AS, accuracy_cell, json_records, latex_table

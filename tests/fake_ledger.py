@@ -10,7 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from hardneg_bench.config import config_key
-from hardneg_bench.pipeline import knn_stage, pretrain_stage, probe_stage, random_init_stage
+from hardneg_bench.evaluations.knn import knn_stage
+from hardneg_bench.evaluations.linear import probe_stage
+from hardneg_bench.pipeline import pretrain_stage, random_init_stage
 
 
 def _evaluation(table, seeded, encoder_key: str, label: dict, dataset: str, accuracy: float) -> dict:

@@ -19,7 +19,9 @@ from hardneg_bench.config import KnnConfig, ProbeConfig
 from hardneg_bench.data.base import ImageTensorSet
 from hardneg_bench.data.registry import get_dataset
 from hardneg_bench.engine.batches import augmented_batches, on_device, pretraining_batches
-from hardneg_bench.engine.evaluate import extract_features, fast_linear_probe, knn_accuracy
+from hardneg_bench.evaluations.features import extract_features
+from hardneg_bench.evaluations.knn import knn_accuracy
+from hardneg_bench.evaluations.linear import fast_linear_probe
 from hardneg_bench.engine.pretrain import _EpochTotals
 from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.engine.trainer import Trainer

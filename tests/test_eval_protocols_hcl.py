@@ -34,11 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import hardneg_bench.engine.evaluate as evaluate
+import hardneg_bench.evaluations.features as features_module
+import hardneg_bench.evaluations.linear as evaluate
 from hardneg_bench.config import OptimizerConfig
 from hardneg_bench.data.base import DatasetSpec, ImageTensorSet
 from hardneg_bench.engine.batches import on_device
-from hardneg_bench.engine.evaluate import extract_features, knn_accuracy, paper_linear_probe
+from hardneg_bench.evaluations.features import extract_features
+from hardneg_bench.evaluations.knn import knn_accuracy
+from hardneg_bench.evaluations.linear import paper_linear_probe
 from hardneg_bench.engine.pretrain import encoder_record, load_encoder, load_encoder_with_head
 from hardneg_bench.engine.runtime import Runtime, derive_seed
 from hardneg_bench.engine.trainer import encoder_spec, head_spec
@@ -126,7 +129,7 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def _run_our_probe(monkeypatch, encoder: nn.Module, train: ImageTensorSet, test: ImageTensorSet, spec: DatasetSpec, cfg) -> dict:
-    """``paper_linear_probe`` as the pipeline calls it (pipeline.py linear_probe), recording what it
+    """``paper_linear_probe`` as the pipeline calls it (evaluations/linear.py), recording what it
     fed (each epoch's augmented batches), the classifier it built (init and final state), the
     encoder copy it probed with, and the test features its last test pass classified."""
     seen = SimpleNamespace(epochs=[], classifier=None, init=None, copies=[], test_features=[])
@@ -158,7 +161,7 @@ def _run_our_probe(monkeypatch, encoder: nn.Module, train: ImageTensorSet, test:
     monkeypatch.setattr(evaluate, "new_classifier", recording_classifier)
     monkeypatch.setattr(evaluate, "copy", SimpleNamespace(deepcopy=recording_deepcopy))  # evaluate.py's module only
     monkeypatch.setattr(evaluate, "extract_features", recording_extract)
-    augment = cfg.probe.augment or cfg.pretrain.augment  # pipeline.py: probe_augment
+    augment = cfg.probe.augment or cfg.pretrain.augment  # evaluations/linear.py passes the pretraining augmentation
     result = paper_linear_probe(encoder, on_device(train, CPU.device), on_device(test, CPU.device), spec, cfg.probe, augment, CPU, cfg.seed)
     monkeypatch.undo()
     # the encoder the probe ran: its copy with encoder_batchnorm train, else the stored one
@@ -302,7 +305,7 @@ def _compare_linear(monkeypatch, table: str, test_every: int, revert) -> dict:
         _check_official_loader(epoch_batches, train, cfg.probe.batch_size)
     ref = _official_linear_probe(encoder, ours["epochs"], test, spec, cfg.probe.batch_size, cfg.seed, test_every)
     # our test images: the test transform keeps the native size (image_size null), no resize
-    ours_test_images = torch.cat([x for x, _ in evaluate.eval_batches(on_device(test, CPU.device), spec, cfg.probe, 512, CPU.device, 0)])
+    ours_test_images = torch.cat([x for x, _ in features_module.eval_batches(on_device(test, CPU.device), spec, cfg.probe, 512, CPU.device, 0)])
     diffs = {
         "test_images": (ours_test_images - ref["test_images"]).abs().max().item() if ours_test_images.shape == ref["test_images"].shape else float("inf"),
         "init": _max_diff(ours["init"], ref["init"]),
@@ -393,7 +396,7 @@ def _save_encoder(tmp_path, cfg, spec, backbone, projector):
 
 
 def _our_knn(path, cfg, spec, train, test):
-    """The pipeline's kNN stage (pipeline.py knn / _features / _encoder_module): the stored encoder
+    """The pipeline's kNN stage (evaluations/knn.py, Pipeline.features / encoder_module): the stored encoder
     (followed by its head with ``knn.feature: head``), extract_features with the probe's test
     geometry, knn_accuracy."""
     module = load_encoder_with_head(path, CPU.device) if cfg.knn.feature == "head" else load_encoder(path, CPU.device)

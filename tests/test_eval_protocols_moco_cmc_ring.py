@@ -12,7 +12,7 @@ our evaluation functions, starts from the classifier init the official code woul
 same seed and eats exactly the batches our probe fed (recorded through a wrapper of
 ``augmented_batches``). What is compared: classifier init, weights and bias after training, the
 BatchNorm running statistics of the encoder the probe ran (ours: the deep copy, captured through
-``copy.deepcopy`` as ``hardneg_bench.engine.evaluate`` looks it up), the test inputs (torchvision
+``copy.deepcopy`` as ``hardneg_bench.evaluations.linear`` looks it up), the test inputs (torchvision
 Resize + CenterCrop against our ``test_geometry`` path), the final test predictions and the
 reported accuracy (best or last epoch). Every protocol field the table sets is then reverted with
 ``dataclasses.replace`` and the comparison must report a mismatch.
@@ -38,7 +38,8 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torchvision import transforms
 
-import hardneg_bench.engine.evaluate as evaluate
+import hardneg_bench.evaluations.features as features_module
+import hardneg_bench.evaluations.linear as evaluate
 from hardneg_bench.data.augment import BatchAugment
 from hardneg_bench.data.base import DatasetSpec, ImageTensorSet
 from hardneg_bench.engine.batches import on_device
@@ -129,7 +130,7 @@ def run_ours(encoder, train, test, spec, cfg, augment) -> SimpleNamespace:
     """``paper_linear_probe`` with recording wrappers around what it looks up in its module: the
     batches it feeds, the classifier it builds, the test inputs and logits, the encoder copy."""
     cap = SimpleNamespace(batches=[], classifier=None, init=None, test_inputs=[], logits=[], copies=[])
-    real_batches, real_classifier, real_eval, real_accuracy = evaluate.augmented_batches, evaluate.new_classifier, evaluate.eval_batches, evaluate._accuracy
+    real_batches, real_classifier, real_eval, real_accuracy = evaluate.augmented_batches, evaluate.new_classifier, features_module.eval_batches, evaluate._accuracy
 
     def batches(*args, **kwargs):
         epoch = []
@@ -161,7 +162,7 @@ def run_ours(encoder, train, test, spec, cfg, augment) -> SimpleNamespace:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(evaluate, "augmented_batches", batches)
         mp.setattr(evaluate, "new_classifier", classifier)
-        mp.setattr(evaluate, "eval_batches", eval_batches)
+        mp.setattr(features_module, "eval_batches", eval_batches)
         mp.setattr(evaluate, "_accuracy", accuracy)
         mp.setattr(evaluate, "copy", SimpleNamespace(deepcopy=deepcopy))
         result = evaluate.paper_linear_probe(encoder, on_device(train, CPU.device), on_device(test, CPU.device), spec, cfg, augment, CPU, SEED)

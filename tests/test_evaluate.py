@@ -12,10 +12,12 @@ from torch import nn
 from hardneg_bench.config import AugmentConfig, KnnConfig, OptimizerConfig, ProbeConfig
 from hardneg_bench.data.base import DatasetSpec, ImageTensorSet
 from hardneg_bench.data.augment import normalize_batch
-from hardneg_bench.engine import evaluate as evaluate_module
+from hardneg_bench.evaluations import linear as evaluate_module
 from hardneg_bench.engine import batches
 from hardneg_bench.engine.batches import on_device
-from hardneg_bench.engine.evaluate import extract_features, fast_linear_probe, knn_accuracy, new_classifier, paper_linear_probe, train_classifier
+from hardneg_bench.evaluations.features import extract_features
+from hardneg_bench.evaluations.knn import knn_accuracy
+from hardneg_bench.evaluations.linear import fast_linear_probe, new_classifier, paper_linear_probe, train_classifier
 from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.models import build_backbone
 
@@ -184,7 +186,8 @@ def test_added_fields_stay_out_of_stage_keys_until_set():
     """A field added after keys were issued (probe.encoder_batchnorm, knn.feature, ...) does not
     change the key of a config that leaves it at its default; setting it does."""
     from hardneg_bench.config import config_key, to_dict
-    from hardneg_bench.pipeline import knn_stage, probe_stage
+    from hardneg_bench.evaluations.knn import knn_stage
+    from hardneg_bench.evaluations.linear import probe_stage
     from hardneg_bench.recipes import resolve_config
 
     cfg = resolve_config("simclr", "shapes")

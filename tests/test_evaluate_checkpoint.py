@@ -9,7 +9,8 @@ import torch
 
 from hardneg_bench.config import config_key
 from hardneg_bench.data.registry import get_dataset
-from hardneg_bench.engine.evaluate import extract_features, fast_linear_probe
+from hardneg_bench.evaluations.features import extract_features
+from hardneg_bench.evaluations.linear import fast_linear_probe
 from hardneg_bench.engine.pretrain import encoder_record, load_encoder
 from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.engine.batches import on_device

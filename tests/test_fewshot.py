@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from hardneg_bench.config import ConfigError
-from hardneg_bench.engine.fewshot import (
+from hardneg_bench.evaluations.fewshot import (
     EPISODES,
     QUERIES,
     SHOTS,

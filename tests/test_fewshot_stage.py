@@ -1,4 +1,4 @@
-"""Few-shot transfer as a run's stage: ``fewshot.datasets`` names the domains; each (shots, head)
+"""Few-shot transfer as a run's stage: ``transfer: [DATASET:fewshot]`` names the domains; each (shots, head)
 is one cached stage on the encoder's test-split features, its mean and 95% interval in the ledger,
 and equal to the episodes computed directly from the same encoder and seed."""
 
@@ -6,8 +6,8 @@ import torch
 
 from hardneg_bench.data.registry import get_dataset
 from hardneg_bench.engine.batches import on_device
-from hardneg_bench.engine.evaluate import extract_features
-from hardneg_bench.engine.fewshot import mean_and_ci95, nearest_mean_accuracy, sample_episodes
+from hardneg_bench.evaluations.features import extract_features
+from hardneg_bench.evaluations.fewshot import mean_and_ci95, nearest_mean_accuracy, sample_episodes
 from hardneg_bench.engine.pretrain import ENCODER, load_encoder
 from hardneg_bench.engine.runtime import Runtime, derive_seed
 from hardneg_bench.pipeline import Pipeline
@@ -16,7 +16,7 @@ from hardneg_bench.report import results_frame
 from hardneg_bench.store import RunStore
 
 CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)
-FAST = ["pretrain.epochs=1", "probe.epochs=2", "knn.k=5", "transfer=[]", "random_init_baseline=false", "fewshot.datasets=[shapes-novel]", "fewshot.shots=[1, 3]", "fewshot.episodes=50", "fewshot.queries=5"]
+FAST = ["pretrain.epochs=1", "probe.epochs=2", "knn.k=5", "random_init_baseline=false", "transfer=[shapes-novel:fewshot]", "fewshot.shots=[1, 3]", "fewshot.episodes=50", "fewshot.queries=5"]
 
 
 def test_fewshot_stages_match_a_direct_computation_and_are_cached(tmp_path):

@@ -9,7 +9,8 @@ import yaml
 
 from inprocess_cli import invoke
 from hardneg_bench.config import config_key, merge_layers
-from hardneg_bench.pipeline import pretrain_stage, probe_stage, random_init_stage
+from hardneg_bench.evaluations.linear import probe_stage
+from hardneg_bench.pipeline import pretrain_stage, random_init_stage
 from hardneg_bench.recipes import experiments_dir, resolve_config
 from hardneg_bench.store import RunStore
 

@@ -198,7 +198,8 @@ def test_two_probe_settings_of_one_encoder_are_two_columns_not_two_seeds(tmp_pat
     from dataclasses import replace as with_
 
     from hardneg_bench.config import config_key
-    from hardneg_bench.pipeline import pretrain_stage, probe_stage
+    from hardneg_bench.evaluations.linear import probe_stage
+    from hardneg_bench.pipeline import pretrain_stage
     from hardneg_bench.recipes import resolve_config
 
     records = []

@@ -1,4 +1,5 @@
-"""Evaluation of a frozen encoder: linear probe (fast, or the paper protocol) and weighted kNN.
+"""The linear probe of a frozen encoder (fast, or the paper protocol): ``probe`` on the pretraining
+dataset, ``transfer`` on another.
 
 The stored encoder is always used in eval mode with gradients off, so neither its weights nor its
 BatchNorm statistics can change (as in MoCo's linear evaluation). A probe whose source code trains
@@ -11,34 +12,23 @@ reports the best test accuracy over the epochs, as MoCo's and CMC's scripts do.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import KnnConfig, ProbeConfig
+from ..config import ProbeConfig, RunConfig, to_dict
 from ..data.base import DatasetSpec
-from .batches import augmented_batches, eval_batches, steps_per_epoch
-from .optim import build_optimizer, build_schedule
-from .runtime import Runtime, autocast, autocast_dtype, derive_seed
+from ..engine.batches import augmented_batches, steps_per_epoch
+from ..engine.optim import build_optimizer, build_schedule
+from ..engine.runtime import Runtime, autocast, autocast_dtype, derive_seed
+from .base import Evaluation, EvaluationStage
+from .features import Features, extract_features
 
-Features = tuple[torch.Tensor, torch.Tensor]
-
-
-@torch.no_grad()
-def extract_features(encoder: nn.Module, data, spec: DatasetSpec, probe: ProbeConfig, runtime: Runtime, batch_size: int = 512) -> Features:
-    """Features (float32) and labels of every image of ``data``, in order, with the test
-    transform of ``probe`` (:func:`~hardneg_bench.engine.batches.test_geometry`); ``encoder`` is
-    put in eval mode."""
-    encoder.eval()
-    amp = autocast_dtype("auto", runtime.device)
-    features, labels = [], []
-    for images, y in eval_batches(data, spec, probe, batch_size, runtime.device, runtime.num_workers):
-        with autocast(amp, runtime.device):
-            features.append(encoder(images).float())
-        labels.append(y)
-    return torch.cat(features), torch.cat(labels)
+if TYPE_CHECKING:
+    from ..pipeline import Encoder, Pipeline
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -128,18 +118,21 @@ def paper_linear_probe(encoder: nn.Module, train_data, test_data, spec: DatasetS
     return {"test_accuracy": accuracy}
 
 
-@torch.no_grad()
-def knn_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], num_classes: int, cfg: KnnConfig, chunk: int = 1024) -> float:
-    """Weighted kNN as the HCL/DCL code monitors it: cosine similarity of L2-normalised features,
-    the k most similar training images each vote ``exp(sim / temperature)`` for their class."""
-    (x_train, y_train), (x_test, y_test) = train, test
-    bank = F.normalize(x_train, dim=1)
-    k = min(cfg.k, len(bank))
-    correct = torch.zeros((), dtype=torch.long, device=x_test.device)  # counted on the device, read once
-    for queries, labels in zip(F.normalize(x_test, dim=1).split(chunk), y_test.split(chunk)):
-        similarity, neighbours = (queries @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(len(queries), num_classes, device=queries.device)
-        votes.scatter_add_(1, y_train[neighbours], (similarity / cfg.temperature).exp())
-        correct += (votes.argmax(1) == labels).sum()
-    return correct.item() / len(y_test) * 100
+def probe_stage(cfg: RunConfig, encoder_key: str, dataset: str) -> dict:
+    """The config of the linear probe of the encoder ``encoder_key`` on ``dataset``."""
+    augment = (cfg.probe.augment or cfg.pretrain.augment) if cfg.probe.protocol == "paper" else None
+    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "probe": to_dict(replace(cfg.probe, augment=augment), keyed=True)}
 
+
+def _stages(cfg: RunConfig, encoder_key: str, dataset: str, transfer: bool) -> list[EvaluationStage]:
+    return [EvaluationStage("transfer" if transfer else "probe", probe_stage(cfg, encoder_key, dataset), {"protocol": cfg.probe.protocol})]
+
+
+def _compute(pipeline: "Pipeline", encoder: "Encoder", spec: DatasetSpec, stage: EvaluationStage) -> dict:
+    cfg = pipeline.cfg
+    if cfg.probe.protocol == "fast":
+        return fast_linear_probe(pipeline.features(encoder, spec, "train"), pipeline.features(encoder, spec, "test"), spec.num_classes, cfg.probe, cfg.seed)
+    return paper_linear_probe(pipeline.encoder_module(encoder), pipeline.device_data(spec, "train"), pipeline.device_data(spec, "test"), spec, cfg.probe, cfg.pretrain.augment, pipeline.runtime, cfg.seed)
+
+
+LINEAR = Evaluation("linear", "a linear classifier on the frozen encoder, trained on the train split, tested on the test split", ("train", "test"), _stages, _compute)

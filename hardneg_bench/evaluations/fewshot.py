@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..config import ConfigError
+from ..config import ConfigError, RunConfig
+from ..data.base import DatasetSpec
+from ..engine.runtime import derive_seed
+from .base import Evaluation, EvaluationStage
+from .features import test_transform
+
+if TYPE_CHECKING:
+    from ..pipeline import Encoder, Pipeline
 
 WAYS = 5
 SHOTS = (1, 5)
@@ -154,3 +161,37 @@ def mean_and_ci95(accuracies: torch.Tensor | Sequence[float]) -> tuple[float, fl
     if acc.numel() < 2:
         raise ValueError(f"a 95% interval needs at least 2 episode accuracies, got {acc.numel()}")
     return 100 * acc.mean().item(), 100 * 1.96 * acc.std(unbiased=True).item() / math.sqrt(acc.numel())
+
+
+HEADS = {"nearest_mean": nearest_mean_accuracy, "logistic": logistic_accuracy}
+
+
+def fewshot_stage(cfg: RunConfig, encoder_key: str, dataset: str, shots: int, head: str) -> dict:
+    """The config of one few-shot evaluation (``shots`` per class, classified by ``head``) of the
+    encoder ``encoder_key`` on ``dataset``'s test split, with the probe's test transform."""
+    f = cfg.fewshot
+    episodes = {"ways": f.ways, "shots": shots, "queries": f.queries, "episodes": f.episodes, "head": head}
+    return {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "fewshot": episodes, **test_transform(cfg)}
+
+
+def _stages(cfg: RunConfig, encoder_key: str, dataset: str, transfer: bool) -> list[EvaluationStage]:
+    """One stage per (shots, head); they share the features and, per shots, the episodes."""
+    f = cfg.fewshot
+    return [
+        EvaluationStage("fewshot", fewshot_stage(cfg, encoder_key, dataset, shots, head), {"fewshot": {"ways": f.ways, "shots": shots, "head": head}})
+        for shots in f.shots
+        for head in f.heads
+    ]
+
+
+def _compute(pipeline: "Pipeline", encoder: "Encoder", spec: DatasetSpec, stage: EvaluationStage) -> dict:
+    """Episodes drawn from the test split's labels and the run's seed (the same for every encoder),
+    classified by the stage's head on the cached features."""
+    cfg, episodes_config = pipeline.cfg, stage.config["fewshot"]
+    x, y = pipeline.features(encoder, spec, "test")
+    episodes = sample_episodes(y.cpu(), episodes_config["ways"], episodes_config["shots"], episodes_config["queries"], episodes_config["episodes"], derive_seed(cfg.seed, "fewshot", spec.name))
+    mean, ci95 = mean_and_ci95(HEADS[episodes_config["head"]](x, episodes).cpu())
+    return {"test_accuracy": mean, "ci95": ci95, "episodes": episodes_config["episodes"]}
+
+
+FEWSHOT = Evaluation("fewshot", "N-way K-shot episodes on the frozen features of the test split (nearest class mean, per-episode logistic regression), mean and 95% interval", ("test",), _stages, _compute)
