@@ -180,7 +180,7 @@ def run(
     from . import distributed
     from .pipeline import Pipeline
     from .recipes import cli_flags, resolve_config
-    from .report import render, results_frame
+    from .reports.run_report import render, results_frame
     from .store import RunStore
 
     cfg = _guarded(lambda: resolve_config(method, dataset, config, cli_flags(epochs, batch_size, backbone, seed), set_))
@@ -218,7 +218,7 @@ def evaluate(
     from .checkpoints import read_checkpoint
     from .pipeline import Pipeline
     from .recipes import cli_flags, resolve_config
-    from .report import render, results_frame
+    from .reports.run_report import render, results_frame
     from .store import RunStore
 
     imported = _guarded(lambda: read_checkpoint(checkpoint, format))
@@ -361,7 +361,7 @@ PublishedFile = typer.Option(None, "--published", help="YAML file of published n
 
 
 def _published(path: Optional[Path]):
-    from .published import load_published
+    from .reports.published import load_published
 
     if path is not None and not path.is_file():
         fail(f"--published {path} is not a file")
@@ -379,7 +379,7 @@ def _say_runs_as(cfg) -> None:
     """One line before a run whose settings switch its method's distinctive part off."""
     from . import distributed
     from .pipeline import runs_as_label
-    from .report import runs_as_line
+    from .reports.run_report import runs_as_line
 
     found = runs_as_label(cfg)
     if found is not None and distributed.is_main():
@@ -424,10 +424,10 @@ def report(
     --runs every finished run; read from the ledger only. Without a table that has results, the
     runs are shown. Writes each table with results (and the diagnostics plot) under results/ in
     the run store, and says where on stderr."""
-    from .report import FORMATS, render, results_frame
+    from .reports.run_report import FORMATS, render, results_frame
     from .store import RunStore
-    from .table_report import has_results, render_table, table_cells, write_results
-    from .tables import load_table, table_names
+    from .reports.table_report import has_results, render_table, table_cells, write_results
+    from .reports.tables import load_table, table_names
 
     if format not in FORMATS:
         fail(f"unknown report format {format!r} (known: {', '.join(FORMATS)})")
@@ -462,9 +462,9 @@ def report(
 
 
 def _diagnostics_report(ledger, format: str, results_dir: Optional[Path]) -> None:
-    from .diagnostics_report import diagnostics_chart, diagnostics_frame, formatted, last_epoch_summary, pretrainings, rounded
-    from .report import json_records, latex_table
-    from .results_files import save_figure, write_unless_fewer
+    from .reports.diagnostics import diagnostics_chart, diagnostics_frame, formatted, last_epoch_summary, pretrainings, rounded
+    from .reports.run_report import json_records, latex_table
+    from .reports.results_files import save_figure, write_unless_fewer
 
     frame = diagnostics_frame(ledger)
     if frame.empty:
@@ -499,7 +499,7 @@ def published_(
 ) -> None:
     """Every published number the reports compare against, with its source and protocol; a
     missing one names the paper and table to read it from."""
-    from .published import FORMATS, render_published, template_text
+    from .reports.published import FORMATS, render_published, template_text
     from .store import atomic_write_text
 
     if format not in FORMATS:
@@ -543,10 +543,10 @@ def reproduce(
     from . import distributed
     from .engine.runtime import device_name
     from .pipeline import Pipeline
-    from .reproduce import plan
+    from .reports.reproduce import plan
     from .store import RunStore
-    from .table_report import render_table, table_cells, write_results
-    from .tables import check_table, load_table
+    from .reports.table_report import render_table, table_cells, write_results
+    from .reports.tables import check_table, load_table
 
     store = RunStore(runs_dir or default_runs_dir())
     root = _data_root(data_root)
@@ -581,7 +581,7 @@ def reproduce(
 
 def _print_plan(paper_table, planned: list, device: str, device_option: str, data_root: Path) -> None:
     """The dry-run's table and what its estimates cover; unknown stays unknown."""
-    from .reproduce import bench_command, describe_key, throughput_key
+    from .reports.reproduce import bench_command, describe_key, throughput_key
     from .pipeline import pretrain_stage
 
     out = Table("row", "dataset", "seed", "status", "pretraining images", f"est. hours ({device})", "estimated from", title=f"{paper_table.name}: {paper_table.title}")
@@ -700,8 +700,8 @@ def list_(
             sizes = " / ".join(f"{spec.split_sizes[s]:,}" if s in spec.split_sizes else "counted at load" for s in ("pretrain", "train", "test"))
             table.add_row(spec.name, str(spec.num_classes), str(spec.image_size), sizes, spec.transfer_target or "—", "built-in" if spec.builtin else "data root", spec.description)
     elif what is ListWhat.experiments:
-        from .published import load_published
-        from .tables import load_table, table_names
+        from .reports.published import load_published
+        from .reports.tables import load_table, table_names
 
         numbers = load_published()
         table = Table("experiment", "rows", "datasets", "cells", "published (missing)", "title")

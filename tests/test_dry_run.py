@@ -14,7 +14,7 @@ from hardneg_bench.engine.runtime import device_name
 from hardneg_bench.methods import get_method
 from hardneg_bench.pipeline import pretrain_stage
 from hardneg_bench.store import RunStore
-from hardneg_bench.tables import load_table
+from hardneg_bench.reports.tables import load_table
 from inprocess_cli import invoke
 
 CPU = device_name(torch.device("cpu"))

@@ -47,7 +47,7 @@ from hardneg_bench.engine.runtime import Runtime, derive_seed
 from hardneg_bench.engine.trainer import encoder_spec, head_spec
 from hardneg_bench.models import build_encoder
 from hardneg_bench.models.heads import projection_head
-from hardneg_bench.tables import load_table
+from hardneg_bench.reports.tables import load_table
 
 CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)
 NUM_CLASSES = 4

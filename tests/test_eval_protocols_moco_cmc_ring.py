@@ -46,7 +46,7 @@ from hardneg_bench.engine.batches import on_device
 from hardneg_bench.engine.runtime import Runtime, derive_seed
 from hardneg_bench.models import build_backbone
 from hardneg_bench.models.colour import LabSplitEncoder
-from hardneg_bench.tables import load_table
+from hardneg_bench.reports.tables import load_table
 
 CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

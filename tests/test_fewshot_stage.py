@@ -12,7 +12,7 @@ from hardneg_bench.engine.pretrain import ENCODER, load_encoder
 from hardneg_bench.engine.runtime import Runtime, derive_seed
 from hardneg_bench.pipeline import Pipeline
 from hardneg_bench.recipes import resolve_config
-from hardneg_bench.report import results_frame
+from hardneg_bench.reports.run_report import results_frame
 from hardneg_bench.store import RunStore
 
 CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)

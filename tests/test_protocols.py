@@ -21,11 +21,11 @@ import yaml
 from fake_ledger import table_ledger
 from hardneg_bench.config import ConfigError
 from hardneg_bench.data.registry import get_dataset
-from hardneg_bench.protocols import KNN_SETTINGS, LINEAR_SETTINGS, UNSTATED, our_settings, required_settings
-from hardneg_bench.published import load_published, template_text
+from hardneg_bench.reports.protocols import KNN_SETTINGS, LINEAR_SETTINGS, UNSTATED, our_settings, required_settings
+from hardneg_bench.reports.published import load_published, template_text
 from hardneg_bench.recipes import resolve_config
-from hardneg_bench.table_report import DIFFERENT_PROTOCOL, table_cells, wide_layout
-from hardneg_bench.tables import PaperTable, TableRow
+from hardneg_bench.reports.table_report import DIFFERENT_PROTOCOL, table_cells, wide_layout
+from hardneg_bench.reports.tables import PaperTable, TableRow
 
 PRETRAIN_AUGMENT = {
     "crop_size": None,

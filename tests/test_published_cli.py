@@ -11,7 +11,7 @@ import re
 import pandas as pd
 
 from hardneg_bench.config import to_dict
-from hardneg_bench.published import load_published
+from hardneg_bench.reports.published import load_published
 from inprocess_cli import invoke
 
 RECORDS = load_published()

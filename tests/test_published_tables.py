@@ -14,9 +14,9 @@ import yaml
 
 from fake_ledger import table_ledger
 from hardneg_bench.config import ConfigError
-from hardneg_bench.published import load_published
-from hardneg_bench.table_report import DIFFERENT_PROTOCOL, render_table, table_cells, table_markdown
-from hardneg_bench.tables import check_table, load_table, table_names
+from hardneg_bench.reports.published import load_published
+from hardneg_bench.reports.table_report import DIFFERENT_PROTOCOL, render_table, table_cells, table_markdown
+from hardneg_bench.reports.tables import check_table, load_table, table_names
 
 PUBLISHED = load_published()
 

@@ -16,7 +16,7 @@ import typer
 
 from hardneg_bench.cli import app
 from hardneg_bench.recipes import resolve_config
-from hardneg_bench.tables import load_table
+from hardneg_bench.reports.tables import load_table
 
 from fake_ledger import table_ledger, write_ledger
 from inprocess_cli import invoke

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from cli_runner import files_under
 from fake_ledger import table_ledger, write_ledger
 from hardneg_bench.cli import app
-from hardneg_bench.results_files import results_in
-from hardneg_bench.tables import load_table
+from hardneg_bench.reports.results_files import results_in
+from hardneg_bench.reports.tables import load_table
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results"
 

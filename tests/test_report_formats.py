@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 
 from fake_ledger import table_ledger, write_ledger
 from hardneg_bench.cli import app
-from hardneg_bench.diagnostics_report import diagnostics_chart, diagnostics_frame
+from hardneg_bench.reports.diagnostics import diagnostics_chart, diagnostics_frame
 from hardneg_bench.models.colour import rgb_to_lab
-from hardneg_bench.published import load_published
-from hardneg_bench.table_report import table_cells, table_chart
-from hardneg_bench.tables import load_table
+from hardneg_bench.reports.published import load_published
+from hardneg_bench.reports.table_report import table_cells, table_chart
+from hardneg_bench.reports.tables import load_table
 
 OVERRIDES = ["pretrain.epochs=2", "probe.epochs=5"]
 SETS = [part for o in OVERRIDES for part in ("--set", o)]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli_runner import cli, files_under, ledger
 from hardneg_bench.cli import app
-from hardneg_bench.tables import table_names
+from hardneg_bench.reports.tables import table_names
 
 QUICK = ["--set", "pretrain.epochs=1", "--set", "probe.epochs=5"]
 

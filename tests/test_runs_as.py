@@ -23,7 +23,7 @@ from hardneg_bench.methods.registry import runs_as
 from hardneg_bench.models import EncoderSpec, build_encoder, projection_head
 from hardneg_bench.pipeline import Pipeline, pretrain_stage
 from hardneg_bench.recipes import resolve_config
-from hardneg_bench.tables import load_table
+from hardneg_bench.reports.tables import load_table
 
 
 def make_method(name: str, **params):

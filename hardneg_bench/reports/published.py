@@ -26,8 +26,8 @@ from rich.table import Table
 from rich.text import Text
 from tabulate import tabulate
 
-from .config import ConfigError, FieldError, from_dict, load_yaml, require, to_dict
-from . import protocols
+from ..config import ConfigError, FieldError, from_dict, load_yaml, require, to_dict
+from .. import protocols
 from .protocols import SETTINGS, UNSTATED, same, stated, value_problem, value_text, with_unstated
 
 PROTOCOL_KINDS = ("linear", "knn", "detection")
@@ -173,7 +173,7 @@ def _records(data: Any, origin: str) -> list[PublishedRecord]:
 
 
 def builtin_path() -> Path:
-    return Path(str(resources.files("hardneg_bench") / "published.yaml"))
+    return Path(str(resources.files("hardneg_bench.reports") / "published.yaml"))
 
 
 def load_published(user_file: Path | None = None) -> dict[str, PublishedRecord]:

@@ -19,8 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 from tabulate import tabulate
 
-from .config import ConfigError, flatten
-from .provenance import encoder_changes, format_value
+from ..config import ConfigError, flatten
+from ..provenance import encoder_changes, format_value
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 ROW = ["method", "dataset", "backbone", "epochs"]

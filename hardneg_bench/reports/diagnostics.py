@@ -12,8 +12,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from .methods.hardness import DIAGNOSTICS
-from .report import RUNS_AS
+from ..methods.hardness import DIAGNOSTICS
+from .run_report import RUNS_AS
 
 RUN = ["method", "dataset", "backbone", "epochs", "group"]
 HARDEST_RATE, CHANCE_RATE, COSINE = "hardest negative same class (%)", "random negative same class (%)", "hardest negative cosine"

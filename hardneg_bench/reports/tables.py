@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import FORMATS
-from .config import ConfigError, RunConfig, deep_merge, from_dict, load_yaml
-from .data.registry import get_dataset
-from .methods import get_method
-from .recipes import experiments_dir, resolve_config
+from ..checkpoints import FORMATS
+from ..config import ConfigError, RunConfig, deep_merge, from_dict, load_yaml
+from ..data.registry import get_dataset
+from ..methods import get_method
+from ..recipes import experiments_dir, resolve_config
 
 METRICS = ("linear", "knn")
 

@@ -21,12 +21,12 @@ import typing
 from dataclasses import is_dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from .config import ConfigError, RunConfig, _convert, flatten, to_dict
-from .data.base import DatasetSpec
-from .data.normalization import NORMALIZATIONS, normalized
-from .data.registry import get_dataset
-from .engine.batches import crop_size_of, test_geometry
-from .methods import get_method
+from ..config import ConfigError, RunConfig, _convert, flatten, to_dict
+from ..data.base import DatasetSpec
+from ..data.normalization import NORMALIZATIONS, normalized
+from ..data.registry import get_dataset
+from ..engine.batches import crop_size_of, test_geometry
+from ..methods import get_method
 
 UNSTATED = "unstated"
 """A setting's value when its source does not say it."""

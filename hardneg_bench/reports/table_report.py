@@ -20,15 +20,15 @@ from typing import Iterable
 import pandas as pd
 from tabulate import tabulate
 
-from .config import ConfigError, RunConfig, config_key
-from .evaluations.knn import knn_stage
-from .evaluations.linear import probe_stage
-from .pipeline import pretrain_stage, random_init_stage, runs_as_label
+from ..config import ConfigError, RunConfig, config_key
+from ..evaluations.knn import knn_stage
+from ..evaluations.linear import probe_stage
+from ..pipeline import pretrain_stage, random_init_stage, runs_as_label
 from .protocols import our_settings
 from .published import OUR_MODE, Protocol, PublishedRecord
-from .report import DECIMALS, FORMATS, MISSING, RUNS_AS, accuracy_cell, json_records, latex_table
+from .run_report import DECIMALS, FORMATS, MISSING, RUNS_AS, accuracy_cell, json_records, latex_table
 from .results_files import Outcome, markdown_with_count, save_figure, write_unless_fewer
-from .store import atomic_write_text
+from ..store import atomic_write_text
 from .tables import PaperTable
 
 DIFFERENT_PROTOCOL = "†"

@@ -20,14 +20,14 @@ import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, config_key
-from .data.base import DatasetMissingError, DatasetSpec
-from .data.registry import get_dataset
-from .methods import get_method
-from .evaluations.linear import probe_stage
-from .pipeline import pretrain_stage
-from .recipes import resolve_config
-from .store import RunStore
+from ..config import ConfigError, RunConfig, config_key
+from ..data.base import DatasetMissingError, DatasetSpec
+from ..data.registry import get_dataset
+from ..methods import get_method
+from ..evaluations.linear import probe_stage
+from ..pipeline import pretrain_stage
+from ..recipes import resolve_config
+from ..store import RunStore
 from .tables import PaperTable, TableRow
 
 
