@@ -27,7 +27,7 @@ from rich.text import Text
 from tabulate import tabulate
 
 from ..config import ConfigError, FieldError, from_dict, load_yaml, require, to_dict
-from .. import protocols
+from . import protocols
 from .protocols import SETTINGS, UNSTATED, same, stated, value_problem, value_text, with_unstated
 
 PROTOCOL_KINDS = ("linear", "knn", "detection")
