@@ -1,0 +1,1 @@
+"""Object detection transfer: datasets, models and evaluation on PASCAL VOC and COCO."""
