@@ -584,13 +584,15 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
     from .reports.reproduce import bench_command, describe_key, throughput_key
     from .pipeline import pretrain_stage
 
-    out = Table("row", "dataset", "seed", "status", "pretraining images", f"est. hours ({device})", "estimated from", title=f"{paper_table.name}: {paper_table.title}")
+    out = Table("row", "target" if paper_table.targets else "dataset", "seed", "status", "pretraining images", f"est. hours ({device})", "estimated from", title=f"{paper_table.name}: {paper_table.title}")
     for p in planned:
         images = "unknown" if p.images is None else f"{p.images:,}"
-        if p.status != "to run":
-            hours, source = ("—", "cached") if p.status == "cached" else ("—", "pretrained; its probe is not estimated")
+        if p.status == "shared":
+            hours, source = "—", "pretrained by its row's first cell above"
+        elif p.status != "to run":
+            hours, source = ("—", "cached") if p.status == "cached" else ("—", "pretrained; its evaluation is not estimated")
         elif p.images is None:
-            hours, source = "unknown", f"{p.dataset}'s {p.cfg.pretrain.split} split is not counted: not found in {data_root}"
+            hours, source = "unknown", f"{p.cfg.dataset}'s {p.cfg.pretrain.split} split is not counted: not found in {data_root}"
         elif p.throughput is None:
             hours, source = "unknown", f"nothing measured for {describe_key(throughput_key(pretrain_stage(p.cfg)[0]))} on this device"
         else:
@@ -599,8 +601,8 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
     console.print(out)
     to_run = [p for p in planned if p.status == "to run"]
     known = [p.seconds for p in to_run if p.seconds is not None]
-    cached, pretrained = (sum(p.status == status for p in planned) for status in ("cached", "pretrained"))
-    line = f"{cached} of {len(planned)} runs cached" + (f", {pretrained} pretrained (their probes to run)" if pretrained else "")
+    cached, pretrained, shared = (sum(p.status == status for p in planned) for status in ("cached", "pretrained", "shared"))
+    line = f"{cached} of {len(planned)} runs cached" + (f", {pretrained} pretrained (their evaluations to run)" if pretrained else "") + (f", {shared} on a pretraining planned above" if shared else "")
     if not to_run:
         console.print(line + "; nothing to pretrain.", highlight=False)
         return
@@ -611,7 +613,7 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
     else:
         line += f"; estimated {sum(known) / 3600:.2f} hours of pretraining for {len(known)} of the {len(to_run)} to run, the other {len(to_run) - len(known)} unknown (not in this total)"
     console.print(line + ".", highlight=False)
-    uncounted = sorted({p.dataset for p in to_run if p.images is None})
+    uncounted = sorted({p.cfg.dataset for p in to_run if p.images is None})
     if uncounted:
         console.print(f"The pretraining split of {', '.join(uncounted)} is counted when its files are in the data root (--data-root).", highlight=False)
     unmeasured: dict = {}

@@ -24,10 +24,10 @@ from ..config import ConfigError, RunConfig, config_key
 from ..data.base import DatasetMissingError, DatasetSpec
 from ..data.registry import get_dataset
 from ..methods import get_method
-from ..evaluations.linear import probe_stage
 from ..pipeline import pretrain_stage
 from ..recipes import resolve_config
 from ..store import RunStore
+from .table_report import cell_stage
 from .tables import PaperTable, TableRow
 
 
@@ -45,7 +45,9 @@ class PlannedRun:
     seed: int
     cfg: RunConfig
     status: str
-    """``cached`` (pretrained and probed), ``pretrained`` (probe to run) or ``to run``."""
+    """``cached`` (pretrained and evaluated), ``pretrained`` (evaluation to run), ``to run``, or
+    ``shared`` (to run, on the pretraining of an earlier cell of the plan: a transfer table's
+    columns share one)."""
     images: int | None
     """Images seen by pretraining: epochs x pretraining-split size; None if the split's size is unknown."""
     throughput: Throughput | None
@@ -117,16 +119,18 @@ def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides:
     ledger_rates, bench_rates = measured_throughput(store, device), bench_throughput(store, device)
     sizes: dict[tuple[str, str], int | None] = {}
     runs = []
+    planned: set[str] = set()
     for row, dataset in table.cells():
         base = table.cell_config(row, dataset, overrides=overrides)
-        spec = get_dataset(dataset)
+        spec = get_dataset(table.pretrain_dataset(dataset))
         for seed in range(seeds):
             cfg = replace(base, seed=seed)
             stage_config = pretrain_stage(cfg)[0]
             pretrain_key = config_key(stage_config)
             if not store.is_done("pretrain", pretrain_key):
-                status = "to run"
-            elif store.is_done("probe", config_key(probe_stage(cfg, pretrain_key, dataset))):
+                status = "shared" if pretrain_key in planned else "to run"
+                planned.add(pretrain_key)
+            elif store.is_done(*cell_stage(table, cfg, pretrain_key, dataset)):
                 status = "cached"
             else:
                 status = "pretrained"

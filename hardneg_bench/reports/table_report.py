@@ -1,10 +1,12 @@
-"""A paper table re-run, laid out as the paper prints it: rows are methods, columns datasets, each
-cell ours (mean ± sample std over seeds, or one seed's value) beside the published number and the
-difference.
+"""A paper table re-run, laid out as the paper prints it: rows are methods, columns datasets (or a
+transfer table's target domains, with their average), each cell ours (mean ± sample std over
+seeds, or one seed's value; a few-shot cell of one seed: mean ± its 95% interval over episodes)
+beside the published number and the difference.
 
 Every cell is recomputed from the ledger: the table's config for the cell (with the overrides it
 was reproduced with) gives the pretraining group key (the config without its seed); every finished
-pretraining of that group contributes the probe (or kNN) record whose key the same config gives. A
+pretraining of that group contributes the record of the table's evaluation (its metric) whose key
+the same config gives. A
 published number whose protocol differs from ours is marked with † and the difference is named in
 the footnotes; a cell whose config switches its method's distinctive part off is marked ‡ and the
 notes name the method it trained. Titles name the overrides and say what ran.
@@ -21,8 +23,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from ..config import ConfigError, RunConfig, config_key
-from ..evaluations.knn import knn_stage
-from ..evaluations.linear import probe_stage
+from ..evaluations.registry import EVALUATIONS
 from ..pipeline import pretrain_stage, random_init_stage, runs_as_label
 from .protocols import our_settings
 from .published import OUR_MODE, Protocol, PublishedRecord
@@ -32,6 +33,15 @@ from ..store import atomic_write_text
 from .tables import PaperTable
 
 DIFFERENT_PROTOCOL = "†"
+AVERAGE = "average"
+"""A transfer table's last column: the mean of a row's cells over its target domains."""
+
+
+def cell_stage(table: PaperTable, cfg: RunConfig, encoder_key: str, column: str) -> tuple[str, str]:
+    """The ledger stage and key of the evaluation a cell of ``column`` reads for the encoder
+    ``encoder_key`` (its config ``cfg``): the table's metric on the column's dataset."""
+    (stage,) = EVALUATIONS[table.metric].stages(cfg, encoder_key, column, table.transfer(column))
+    return stage.stage, config_key(stage.config)
 
 
 def our_protocol(table: PaperTable, cfg: RunConfig) -> Protocol:
@@ -60,6 +70,8 @@ class Cell:
     released: tuple[float, ...] = ()
     """The same evaluation of the authors' released weights (``reproduce --checkpoints``), one
     per evaluation seed."""
+    ci95: tuple[float, ...] = ()
+    """Per seed, the half-width of the 95% interval of a few-shot mean over its episodes."""
 
     @property
     def random_init_mean(self) -> float | None:
@@ -75,6 +87,10 @@ class Cell:
             return None
         mean = self.released_mean
         return math.sqrt(sum((v - mean) ** 2 for v in self.released) / (len(self.released) - 1))
+
+    @property
+    def ci95_mean(self) -> float | None:
+        return sum(self.ci95) / len(self.ci95) if self.ci95 else None
 
     @property
     def n(self) -> int:
@@ -116,22 +132,22 @@ def table_cells(table: PaperTable, ledger: Iterable[dict], published: dict[str, 
     for row, dataset in table.cells():
         cfg = table.cell_config(row, dataset, overrides=overrides)
         group = pretrain_stage(cfg)[1]["group"]
-        found: dict[int, float] = {}
-        baseline: dict[int, float] = {}
+        found: dict[int, dict] = {}
+        baseline: dict[int, dict] = {}
         for pretraining in pretrainings.get(group, []):
             seeded = replace(cfg, seed=pretraining["seed"])
             for encoder_key, into in ((pretraining["key"], found), (config_key(random_init_stage(seeded)[0]), baseline)):
-                stage_config = knn_stage(seeded, encoder_key, dataset) if table.metric == "knn" else probe_stage(seeded, encoder_key, dataset)
-                result = by_key.get(("knn" if table.metric == "knn" else "probe", config_key(stage_config)))
+                result = by_key.get(cell_stage(table, seeded, encoder_key, dataset))
                 if result is not None:
-                    into[pretraining["seed"]] = result["metrics"]["test_accuracy"]
+                    into[pretraining["seed"]] = result["metrics"]
         record_id = row.published.get(dataset)
         record = published.get(record_id) if record_id else None
         differences = tuple(record.protocol.differences(our_protocol(table, cfg))) if record is not None and record.value is not None else ()
         seeds = tuple(sorted(found))
-        random_init = tuple(baseline[s] for s in sorted(baseline))
+        random_init = tuple(baseline[s]["test_accuracy"] for s in sorted(baseline))
         released = _released_results(table, row, dataset, cfg, records)
-        cells.append(Cell(row.label, row.method, dataset, tuple(found[s] for s in seeds), seeds, record, differences, random_init, cfg, runs_as_label(cfg), released))
+        ci95 = tuple(found[s]["ci95"] for s in seeds if "ci95" in found[s])
+        cells.append(Cell(row.label, row.method, dataset, tuple(found[s]["test_accuracy"] for s in seeds), seeds, record, differences, random_init, cfg, runs_as_label(cfg), released, ci95))
     return cells
 
 
@@ -141,14 +157,11 @@ def _released_results(table: PaperTable, row, dataset: str, cfg: RunConfig, reco
     weights = row.released.get(dataset)
     if weights is None:
         return ()
-    stage = "knn" if table.metric == "knn" else "probe"
     found: dict[int, float] = {}
     for r in records:
-        if r["stage"] != stage or r.get("checkpoint") != weights.file or r.get("format") != weights.format:
+        if r.get("checkpoint") != weights.file or r.get("format") != weights.format or r["stage"] == "checkpoint":
             continue
-        seeded = replace(cfg, seed=r["seed"])
-        stage_config = knn_stage(seeded, r["parent"], dataset) if stage == "knn" else probe_stage(seeded, r["parent"], dataset)
-        if config_key(stage_config) == r["key"]:
+        if cell_stage(table, replace(cfg, seed=r["seed"]), r["parent"], dataset) == (r["stage"], r["key"]):
             found[r["seed"]] = r["metrics"]["test_accuracy"]
     return tuple(found[s] for s in sorted(found))
 
@@ -181,10 +194,12 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
                 "row": c.row,
                 "method": c.method,
                 "dataset": c.dataset,
+                "pretrained_on": table.pretrain_dataset(c.dataset),
                 "metric": table.metric,
                 "mean": _rounded(c.mean),
                 "std": _rounded(c.std),
                 "n": c.n,
+                "ci95": _rounded(c.ci95_mean),
                 "random_init": _rounded(c.random_init_mean),
                 "released_weights": _rounded(c.released_mean),
                 "released_n": len(c.released),
@@ -203,7 +218,7 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
 
 
 def _ours(c: Cell) -> str:
-    cell = accuracy_cell(c.mean, c.std, c.n)
+    cell = f"{c.mean:.2f} ± {c.ci95[0]:.2f} (1 seed)" if c.n == 1 and c.ci95 else accuracy_cell(c.mean, c.std, c.n)
     return f"{cell} {RUNS_AS}" if c.runs_as and c.values else cell
 
 
@@ -257,7 +272,7 @@ def wide_layout(table: PaperTable, cells: list[Cell]) -> tuple[pd.DataFrame, lis
     rows = []
     for row in table.rows:
         line = {"method": row.label}
-        for dataset in table.datasets:
+        for dataset in table.columns:
             c = lookup[row.label, dataset]
             line[f"{dataset} ours"] = _ours(c)
             if any(other.released for other in cells):
@@ -266,8 +281,20 @@ def wide_layout(table: PaperTable, cells: list[Cell]) -> tuple[pd.DataFrame, lis
                 line[f"{dataset} random init"] = MISSING if c.random_init_mean is None else f"{c.random_init_mean:.2f}"
             line[f"{dataset} published"] = _published(c, numbers)
             line[f"{dataset} Δ"] = _delta(c)
+        if len(table.targets) > 1:
+            line.update(_average(table, [lookup[row.label, column] for column in table.columns]))
         rows.append(line)
     return pd.DataFrame(rows), notes
+
+
+def _mean_of(values: list[float | None]) -> str:
+    return MISSING if not values or any(v is None for v in values) else f"{sum(values) / len(values):.2f}"
+
+
+def _average(table: PaperTable, row_cells: list[Cell]) -> dict[str, str]:
+    """A transfer table row's average over its domains, ours and published, each only when every
+    domain has one (an average over some domains would not compare with the paper's)."""
+    return {f"{AVERAGE} ours": _mean_of([c.mean for c in row_cells]), f"{AVERAGE} published": _mean_of([c.published_value for c in row_cells])}
 
 
 def table_title(table: PaperTable, overrides: list[str] = ()) -> str:
@@ -345,6 +372,8 @@ def table_markdown(table: PaperTable, cells: list[Cell], seeds: int, overrides: 
         "with a different protocol (see its footnote); random init = the same evaluation of the untrained",
         "encoder of the same architecture (mean over the same seeds), the floor a method must beat.",
         *([f"{RUNS_AS} = the run's settings switch its method's distinctive part off: it trained the method its note names."] if _runs_as_notes(cells) else []),
+        *([f"Few-shot cells of one seed: mean ± the half-width of its 95% interval over the episodes (1.96 std / sqrt(episodes))."] if any(c.ci95 for c in cells) else []),
+        *([f"Pretrained on {table.datasets[0]}; each column is a target domain; {AVERAGE} = the mean over the domains, shown only when every domain has a value."] if table.targets else []),
         "",
         tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True),
         "",
@@ -374,9 +403,9 @@ def table_chart(table: PaperTable, cells: list[Cell], overrides: list[str] = ())
     published_any = any(c.published_value is not None for c in cells)
     width = 0.4 if published_any else 0.6
     offset = width / 2 if published_any else 0.0
-    fig, axes = plt.subplots(1, len(table.datasets), figsize=(max(4.5, 1.0 * len(table.rows)) * len(table.datasets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(table.columns), figsize=(max(4.5, 1.0 * len(table.rows)) * len(table.columns), 4.2), squeeze=False)
     legend: dict = {}
-    for ax, dataset in zip(axes[0], table.datasets):
+    for ax, dataset in zip(axes[0], table.columns):
         row_cells = [c for c in cells if c.dataset == dataset]
         ours_x = [x - offset for x in range(len(row_cells))]
         ax.bar(ours_x, [math.nan if c.mean is None else c.mean for c in row_cells], width, label="ours", color="tab:blue")  # nan: no bar

@@ -1,9 +1,14 @@
 """Paper tables: ``experiments/tables/<name>.yaml``, one file per table a paper (or README) prints.
 
-Each row is a method with its config layer; each (row, dataset) cell is a full run config, made
-by :func:`resolve_config` from the method's recipe for that dataset with the table's layers on
-top (``common``, the table's ``datasets.<d>``, the row's ``config`` and its ``datasets.<d>``), and
-points to the published record it is compared with.
+Each row is a method with its config layer; each (row, column) cell is a full run config, made
+by :func:`resolve_config` from the method's recipe for the pretraining dataset with the table's
+layers on top (``common``, the table's ``datasets.<d>``, its ``targets.<t>``, the row's ``config``
+and its ``datasets.<column>``), and points to the published record it is compared with.
+
+A table's columns are its ``datasets`` (each pretrained on and evaluated on itself), or, for a
+transfer table, its ``targets``: every column pretrained on the table's one dataset and evaluated
+on the target with the table's ``metric`` (``linear``, ``knn`` or ``fewshot``, an evaluation of
+hardneg_bench/evaluations/), which the cell's ``transfer`` setting names.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Any
 from ..checkpoints import FORMATS
 from ..config import ConfigError, RunConfig, deep_merge, from_dict, load_yaml
 from ..data.registry import get_dataset
+from ..evaluations.registry import EVALUATIONS
 from ..methods import get_method
 from ..recipes import experiments_dir, resolve_config
 
-METRICS = ("linear", "knn")
+METRICS = tuple(EVALUATIONS)
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,9 @@ class TableRow:
     config: dict = field(default_factory=dict)
     datasets: dict = field(default_factory=dict)
     published: dict = field(default_factory=dict)
-    """dataset -> id of the published record this cell is compared with."""
+    """column -> id of the published record this cell is compared with."""
     released: dict = field(default_factory=dict)
-    """dataset -> :class:`ReleasedWeights` of the published number, where the authors released them."""
+    """column -> :class:`ReleasedWeights` of the published number, where the authors released them."""
 
 
 @dataclass(frozen=True)
@@ -56,19 +62,37 @@ class PaperTable:
     common: dict = field(default_factory=dict)
     dataset_layers: dict = field(default_factory=dict)
     notes: str = ""
+    targets: tuple[str, ...] = ()
+    """A transfer table's columns: datasets the encoder pretrained on ``datasets[0]`` is evaluated on."""
+    target_layers: dict = field(default_factory=dict)
 
-    def cell_config(self, row: TableRow, dataset: str, seed: int = 0, overrides: list[str] = ()) -> RunConfig:
-        """The full run config of ``row`` on ``dataset`` with ``seed``."""
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.targets or self.datasets
+
+    def pretrain_dataset(self, column: str) -> str:
+        """The dataset the encoder of ``column``'s cells is pretrained on."""
+        return self.datasets[0] if self.targets else column
+
+    def transfer(self, column: str) -> bool:
+        """Whether ``column``'s cells evaluate on another dataset than they pretrain on."""
+        return column != self.pretrain_dataset(column)
+
+    def cell_config(self, row: TableRow, column: str, seed: int = 0, overrides: list[str] = ()) -> RunConfig:
+        """The full run config of ``row`` in ``column`` with ``seed`` (a transfer table's cell
+        names its target, with the table's metric, as the run's one transfer target)."""
+        dataset = self.pretrain_dataset(column)
+        target = {"transfer": [f"{column}:{self.metric}"]} if self.targets else {}
         layer: dict = {}
-        for part in (self.common, self.dataset_layers.get(dataset) or {}, row.config, row.datasets.get(dataset) or {}, {"seed": seed}):
+        for part in (self.common, self.dataset_layers.get(dataset) or {}, self.target_layers.get(column) or {}, target, row.config, row.datasets.get(column) or {}, {"seed": seed}):
             layer = deep_merge(layer, part)
         return resolve_config(row.method, dataset, flags=layer, overrides=overrides)
 
     def cells(self):
-        """Every (row, dataset) pair the table has."""
+        """Every (row, column) pair the table has."""
         for row in self.rows:
-            for dataset in self.datasets:
-                yield row, dataset
+            for column in self.columns:
+                yield row, column
 
 
 def tables_dir() -> Path:
@@ -79,7 +103,7 @@ def table_names() -> list[str]:
     return sorted(p.stem for p in tables_dir().glob("*.yaml"))
 
 
-_TABLE_KEYS = {"title", "source", "metric", "datasets", "common", "rows", "notes"}
+_TABLE_KEYS = {"title", "source", "metric", "datasets", "targets", "common", "rows", "notes"}
 _ROW_KEYS = {"label", "method", "config", "datasets", "published", "released"}
 
 
@@ -112,6 +136,14 @@ def load_table(name: str) -> PaperTable:
     else:
         raise ConfigError(f"{where}: datasets must be a non-empty list or mapping")
     names = tuple(get_dataset(d).name for d in names)
+    targets = raw.get("targets")
+    target_layers = _mapping(targets, f"{where}: targets") if isinstance(targets, dict) else {}
+    target_names = tuple(get_dataset(d).name for d in (targets or ()))
+    if targets is not None and not target_names:
+        raise ConfigError(f"{where}: targets must be a non-empty list or mapping")
+    if target_names and len(names) != 1:
+        raise ConfigError(f"{where}: a table with targets pretrains on one dataset; datasets names {len(names)}")
+    columns = target_names or names
     rows = []
     for i, item in enumerate(raw.get("rows") or []):
         if not isinstance(item, dict) or "label" not in item or "method" not in item:
@@ -127,9 +159,9 @@ def load_table(name: str) -> PaperTable:
             published=_mapping(item.get("published"), f"{where}: row {item['label']!r} published"),
             released={d: from_dict(ReleasedWeights, w, f"{where}: row {item['label']!r} released.{d}") for d, w in _mapping(item.get("released"), f"{where}: row {item['label']!r} released").items()},
         )
-        stray = (set(row.published) | set(row.released)) - set(names)
+        stray = (set(row.published) | set(row.released)) - set(columns)
         if stray:
-            raise ConfigError(f"{where}: row {row.label!r} has a published number or released weights for {sorted(stray)[0]!r}, which is not one of its datasets")
+            raise ConfigError(f"{where}: row {row.label!r} has a published number or released weights for {sorted(stray)[0]!r}, which is not one of its {'targets' if target_names else 'datasets'}")
         rows.append(row)
     if not rows:
         raise ConfigError(f"{where}: no rows")
@@ -143,6 +175,8 @@ def load_table(name: str) -> PaperTable:
         common=_mapping(raw.get("common"), f"{where}: common"),
         dataset_layers={d: _mapping(layer, f"{where}: datasets.{d}") for d, layer in dataset_layers.items()},
         notes=str(raw.get("notes", "")).strip(),
+        targets=target_names,
+        target_layers={d: _mapping(layer, f"{where}: targets.{d}") for d, layer in target_layers.items()},
     )
 
 
@@ -150,9 +184,12 @@ def check_table(table: PaperTable, published: dict) -> None:
     """Resolve every cell's config and check every published id exists (a ConfigError if not)."""
     for row, dataset in table.cells():
         try:
-            table.cell_config(row, dataset)
+            cfg = table.cell_config(row, dataset)
         except ConfigError as err:
             raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: {err}") from None
+        stages = EVALUATIONS[table.metric].stages(cfg, "", dataset, table.transfer(dataset))
+        if len(stages) != 1:
+            raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: a cell is one number, but its {table.metric} evaluation has {len(stages)} stages (for fewshot, set one fewshot.shots and one fewshot.heads)")
         weights = row.released.get(dataset)
         if weights is not None and weights.format not in FORMATS:
             raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: unknown checkpoint format {weights.format!r} (known: {', '.join(FORMATS)})")
