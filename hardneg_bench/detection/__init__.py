@@ -1,0 +1,1 @@
+"""Object-detection transfer (PASCAL VOC, COCO)."""
