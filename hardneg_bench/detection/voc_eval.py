@@ -37,7 +37,7 @@ class VocImageTruth:
     """One image's ground truth, in the detectron2 VOC loader's convention."""
 
     boxes: np.ndarray
-    """(G, 4) XYXY: XML xmin - 1, ymin - 1, xmax, ymax (detectron2 data/datasets/pascal_voc.py:68-69)."""
+    """(G, 4) XYXY: XML xmin - 1, ymin - 1, xmax, ymax (detectron2 datasets/pascal_voc.py:68-69)."""
     labels: np.ndarray
     """(G,) int: index into the class names."""
     difficult: np.ndarray
@@ -201,7 +201,7 @@ def evaluate_voc(
     detections).
     """
     if len(truths) != len(detections):
-        raise ValueError(f"{len(truths)} ground-truth images but {len(detections)} detection images")
+        raise ValueError(f"{len(truths)} ground-truth images, {len(detections)} detection images")
     use_07 = use_07_metric(year)
     overlaps = [_best_overlaps(truth, dets) for truth, dets in zip(truths, detections)]
     offsets = np.cumsum([0] + [len(truth.labels) for truth in truths])
