@@ -4,7 +4,8 @@ MoCo's VOC numbers come from that evaluator on ``voc_2007_test``
 (facebookresearch/moco@132aea9 detection/train_net.py:45-49, configs/pascal_voc_R_50_C4_24k.yaml).
 ``D2:N`` below is line N of facebookresearch/detectron2@02b5c4e
 detectron2/evaluation/pascal_voc_evaluation.py; its arithmetic (py-faster-rcnn's ``voc_eval`` and
-``voc_ap``) is unchanged since detectron2@0a07b6b (2020-03-19), the version MoCo's release used.
+``voc_ap``) is unchanged since detectron2's first commit (989f52d, 2019-10-10), so it is what
+MoCo's detection code (2020-03-22) ran.
 
 detectron2 goes through text: it writes each detection as ``image score xmin+1 ymin+1 xmax ymax``
 with ``%.3f`` / ``%.1f`` (D2:62-67), reads the ground truth from the XML files as is (D2:144-149),
