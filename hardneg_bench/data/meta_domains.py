@@ -19,7 +19,7 @@ their rule applied to a domain they do not load). docs/meta_dataset.md tabulates
 Every image is decoded to RGB (Omniglot's grey strokes become 3 equal channels, as their
 ``convert(mode='RGB')``), its short side resized to ``SIDE`` (bilinear, antialiased) and its
 centre ``SIDE`` x ``SIDE`` kept: their test transform Resize(n) + CenterCrop(n) (viewmaker
-src/datasets/datasets.py:64-65, 112-113; the Ring code's src/datasets/datasets.py:140-141 for
+src/datasets/datasets.py:64-65, 112-113; the Ring code's src/datasets/datasets.py:141-142 for
 32 px). The splits are held in memory as uint8 (N, 3, 84, 84) :class:`ImageTensorSet` (21 KB an
 image). departs: their code resizes to 32 px (viewmaker) or, in the Ring code, to the pretraining
 input (Resize(256) + CenterCrop(224) with its released configs, datasets.py:161-167; 32, 64 or
@@ -49,7 +49,7 @@ from torchvision.transforms import functional as TF
 from .base import DatasetMissingError, DatasetSpec, ImageTensorSet, Split
 from .imagenet import MEAN, STD
 
-SIDE = 84
+SIDE = 84  # departs: their transfer side is 32 px (viewmaker) or the pretraining side (Ring): module docstring
 """The stored side: Meta-Dataset's default image size (84 px; 126 px is its other choice)."""
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -114,6 +114,7 @@ def domain_spec(name: str, description: str, num_classes: int, load, train: int 
     pretrained on (when it is) its training split; ``train``/``test``: the split sizes where the
     files fix them (else counted at load)."""
     sizes = {} if train is None else {"pretrain": train, "train": train, "test": test}
+    # ImageNet statistics as every Ring transform; departs: viewmaker's per-domain ones (docs/meta_dataset.md)
     return DatasetSpec(name=name, description=description, num_classes=num_classes, image_size=SIDE, mean=MEAN, std=STD, load=load, split_sizes=sizes)
 
 
@@ -161,7 +162,7 @@ def load_dtd(split: Split, root: Path, download: bool) -> ImageTensorSet:
     """``root/dtd/dtd/labels/{train,val,test}1.txt`` (lines ``<class>/<file>``) and
     ``root/dtd/dtd/images/<class>/<file>``: partition 1, ``train1`` + ``val1`` (pretrain, train)
     and ``test1`` (test), as their dtd.py:56-69 (torchvision's ``DTD`` reads ``train1`` alone);
-    labels are the indices of the split's sorted class names (dtd.py:71-85)."""
+    labels are the indices of the split's sorted class names (dtd.py:71-87)."""
     from torchvision.datasets import DTD
 
     root = Path(root)
@@ -218,8 +219,8 @@ def load_aircraft(split: Split, root: Path, download: bool) -> ImageTensorSet:
     missing = next((i for i in sorted(variant_of) if i not in box_of), None)
     if missing is not None:
         raise DatasetMissingError(f"aircraft: image {missing} of {labels_file} has no line in {data / 'images_box.txt'}; extract the archive again")
-    ids = [i for variant in variants for i in sorted(i for i, v in variant_of.items() if v == variant)]
     label = {v: k for k, v in enumerate(variants)}
+    ids = sorted(variant_of, key=lambda i: (label[variant_of[i]], i))  # class by class, ids sorted
     return _tensor_set("aircraft", [(data / "images" / f"{i}.jpg", label[variant_of[i]]) for i in ids], [box_of[i] for i in ids])
 
 
@@ -248,7 +249,7 @@ def load_gtsrb(split: Split, root: Path, download: bool) -> ImageTensorSet:
     root = Path(root)
     folder = root / "gtsrb" / "GTSRB" / "Training"
     ensure("gtsrb", [folder], lambda: GTSRB(str(root), split="train", download=True), GTSRB_URL + "GTSRB-Training_fixed.zip", root, download)
-    groups = [sorted((folder / f"{c:05d}").glob("*.ppm")) for c in range(GTSRB_CLASSES)]
+    groups = [sorted((folder / f"{c:05d}").glob("*.ppm")) for c in range(GTSRB_CLASSES)]  # departs: sorted (their glob: file-system order)
     empty = next((c for c, g in enumerate(groups) if not g), None)
     if empty is not None:
         raise DatasetMissingError(f"gtsrb: {folder / f'{empty:05d}'} holds no .ppm image; extract GTSRB-Training_fixed.zip again")
@@ -298,6 +299,7 @@ def load_omniglot(split: Split, root: Path, download: bool) -> ImageTensorSet:
     characters = omniglot_characters(root)
     if len(characters) != OMNIGLOT_CLASSES:
         raise DatasetMissingError(f"omniglot: {root / 'omniglot-py'} holds {len(characters)} character folders (images_*/<alphabet>/<character>/), not {OMNIGLOT_CLASSES}; extract both zips again")
+    # departs: their split rule on a domain their code does not load
     return _tensor_set("omniglot", split_by_class([[(p, y) for p in drawings] for y, drawings in enumerate(characters)], split))
 
 

@@ -141,7 +141,7 @@ FUNGI_SPEC = domain_spec("fungi", "FGVCx Fungi 2018 (Meta-Dataset domain): 1,394
 
 QUICKDRAW_URL = "https://console.cloud.google.com/storage/browser/quickdraw_dataset/full/numpy_bitmap"
 QUICKDRAW_CLASSES = 345
-QUICKDRAW_PER_CLASS = 500
+QUICKDRAW_PER_CLASS = 500  # departs: memory (their code has no QuickDraw; Meta-Dataset keeps every drawing)
 """QuickDraw's numpy bitmaps hold 100k+ drawings of each of 345 classes (about 50 million);
 Meta-Dataset keeps them all, but at 84 px in memory (21 KB an image) that is far too big: only the
 first ``QUICKDRAW_PER_CLASS`` rows of each file are read (memory-mapped, so the rest is never
@@ -233,7 +233,7 @@ MSCOCO_CLASSES = 80
 MSCOCO_BOX_SCALE = 1.2
 """Their ``BOX_SCALE_RATIO`` (viewmaker src/datasets/meta_datasets/mscoco.py:50): each box grown
 about its centre by this factor before cropping (:func:`coco_crop_box`)."""
-MSCOCO_PER_CLASS = 1_000
+MSCOCO_PER_CLASS = 1_000  # departs: memory (their mscoco.py keeps every box)
 """At most this many crops a class per split, the first in the annotation file's order. departs:
 their code crops every annotation (mscoco.py:82-96: no cap, no size filter, crowd boxes kept;
 its ``FILTER_SIZE = 32``, l.22, is the model's input side, not a box filter), but train2017 has
