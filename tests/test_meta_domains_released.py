@@ -1,12 +1,15 @@
 """The Meta-Dataset domains read from their released files (CUB, Fungi, QuickDraw, VGG Flowers,
-MSCOCO crops) on tiny files written in exactly that layout: labels, one known colour per class,
-split sizes, and a missing or partial folder as one line."""
+MSCOCO crops) on tiny files written in exactly that layout, checked against the rules of the Ring
+authors' group's loaders written out in meta_reference.py: labels, splits, MSCOCO's crop boxes
+(hand-computed), and a missing or partial folder as one line."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
+from meta_reference import colour, their_resize, their_split
+from meta_reference import solid as solid_rgb
 from PIL import Image
 
 from hardneg_bench.data import meta_domains_released as released
@@ -17,13 +20,8 @@ from hardneg_bench.data.registry import DATASETS
 NAMES = ["cub", "fungi", "quickdraw", "flowers102", "mscoco"]
 
 
-def colour(label: int) -> tuple[int, int, int]:
-    return (label * 37) % 256, (label * 91 + 40) % 256, (label * 53 + 90) % 256
-
-
 def solid(path, label, size=(30, 20)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour(label)).save(path)
+    solid_rgb(path, colour(label), size)
 
 
 def assert_colours(data, tolerance):
@@ -34,16 +32,17 @@ def assert_colours(data, tolerance):
 
 
 def test_specs_are_transfer_targets_at_84_px():
-    expected = {"cub": (200, 5_994, 5_794), "fungi": (1_394, 85_578, 4_182), "quickdraw": (345, 129_375, 43_125), "flowers102": (102, 2_040, 6_149)}
+    per_class = released.QUICKDRAW_PER_CLASS  # 500 drawings of each class, int(0.8 * 500) train
+    expected = {"cub": (200, 5_994, 5_794), "fungi": (1_394, 85_578, 4_182), "quickdraw": (345, 345 * int(0.8 * per_class), 345 * (per_class - int(0.8 * per_class)))}
     for name in NAMES:
         spec = DATASETS[name]
         assert (spec.image_size, spec.transfer_target, spec.builtin, spec.folder, spec.mean, spec.std) == (84, None, False, False, MEAN, STD)
         if name in expected:
             classes, train, test = expected[name]
             assert spec.num_classes == classes and spec.split_sizes == {"pretrain": train, "train": train, "test": test}
-    assert DATASETS["mscoco"].num_classes == 80 and DATASETS["mscoco"].split_sizes == {}  # counted at load
-    per_class = released.QUICKDRAW_PER_CLASS
-    assert 345 * round(per_class * (1 - released.QUICKDRAW_TEST_FRACTION)) == 129_375
+    for name, classes in (("flowers102", 102), ("mscoco", 80)):  # counted at load
+        assert DATASETS[name].num_classes == classes and DATASETS[name].split_sizes == {}
+    assert per_class == 500
 
 
 def write_cub(root):
@@ -122,134 +121,164 @@ def test_fungi_train_json_and_val_json(tmp_path, monkeypatch):
 
 
 def write_quickdraw(root, counts):
-    """``quickdraw/<class name>.npy``: (n, 784) uint8, class c's drawings all grey 20 * (c + 1)
-    except a 28-px row index stamp, so that rows can be told apart."""
+    """``quickdraw/<class name>.npy``: (n, 784) uint8; row r of class c is all grey
+    5 + 80 * c + 5 * r, so that rows can be told apart. Returns the groups [[(c, grey), ...]]."""
     folder = root / "quickdraw"
     folder.mkdir()
     names = sorted(f"{'zyxwv'[c % 5]} class {c}" for c in range(len(counts)))
     for c, (name, n) in enumerate(zip(names, counts)):
-        array = np.full((n, 28, 28), 20 * (c + 1), dtype=np.uint8)
-        array[:, 0, 0] = np.arange(n)  # the row number, in the corner
-        np.save(folder / f"{name}.npy", array.reshape(n, 784))
-    return names
+        np.save(folder / f"{name}.npy", (5 + 80 * c + 5 * np.arange(n, dtype=np.uint8))[:, None].repeat(784, axis=1))
+    return [[(c, 5 + 80 * c + 5 * r) for r in range(n)] for c, n in enumerate(counts)]
 
 
-def test_quickdraw_capped_seeded_stratified_split(tmp_path, monkeypatch):
+def test_quickdraw_capped_their_split(tmp_path, monkeypatch):
     monkeypatch.setattr(released, "QUICKDRAW_CLASSES", 3)
     monkeypatch.setattr(released, "QUICKDRAW_PER_CLASS", 8)
-    write_quickdraw(tmp_path, [8, 12, 4])  # class 1 has more than the cap: only its first 8 rows are read
-    train, test = DATASETS["quickdraw"].load("train", tmp_path, False), DATASETS["quickdraw"].load("test", tmp_path, False)
-    assert train.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 3 and test.labels.tolist() == [0, 0, 1, 1, 2]
-    for data in (train, test):  # grey becomes three equal channels, resized to 84
+    groups = write_quickdraw(tmp_path, [8, 12, 4])  # class 1 has more than the cap: only its first 8 rows are read
+    capped = [g[:8] for g in groups]
+    for split in ("train", "test"):
+        data = DATASETS["quickdraw"].load(split, tmp_path, False)
         assert data.images.shape[1:] == (3, 84, 84)
-        assert torch.equal(data.images[:, 0], data.images[:, 1]) and torch.equal(data.images[:, 0], data.images[:, 2])
-        assert data.images[:, 0, 42, 42].tolist() == [20 * (y + 1) for y in data.labels.tolist()]
-    again = DATASETS["quickdraw"].load("test", tmp_path, False)
-    assert torch.equal(again.images, test.images)  # fixed by the seed
-    for c, n in enumerate([8, 8, 4]):
-        tr, te = set(released.quickdraw_split(n, c, "train").tolist()), set(released.quickdraw_split(n, c, "test").tolist())
-        assert tr.isdisjoint(te) and tr | te == set(range(n)) and len(te) == round(0.25 * n)
-    assert max(released.quickdraw_split(8, 1, "train").tolist() + released.quickdraw_split(8, 1, "test").tolist()) == 7  # rows 8..11 unread
+        assert torch.equal(data.images[:, 0], data.images[:, 1]) and torch.equal(data.images[:, 0], data.images[:, 2])  # grey: 3 equal channels
+        assert list(zip(data.labels.tolist(), data.images[:, 0, 42, 42].tolist())) == their_split(capped, split)
+    assert len(DATASETS["quickdraw"].load("train", tmp_path, False)) == 6 + 6 + 3  # int(0.8 n) of 8, 8 and 4
 
 
 def test_quickdraw_needs_every_class_and_uint8_bitmaps(tmp_path, monkeypatch):
-    names = write_quickdraw(tmp_path, [3, 3])
+    write_quickdraw(tmp_path, [3, 3])
+    second = sorted((tmp_path / "quickdraw").glob("*.npy"))[1]
     with pytest.raises(DatasetMissingError, match="quickdraw: .*holds 2 .npy files, not 345") as err:
         DATASETS["quickdraw"].load("train", tmp_path, False)
     assert "\n" not in str(err.value)
     monkeypatch.setattr(released, "QUICKDRAW_CLASSES", 2)
-    np.save(tmp_path / "quickdraw" / f"{names[1]}.npy", np.zeros((3, 28, 28), dtype=np.float32))
+    np.save(second, np.zeros((3, 28, 28), dtype=np.float32))
     with pytest.raises(DatasetMissingError, match=r"holds a float32 \(3, 28, 28\) array, not \(n, 784\) uint8"):
         DATASETS["quickdraw"].load("train", tmp_path, False)
 
 
-def write_flowers(root, loadmat_module):
-    """``flowers-102/jpg/image_XXXXX.jpg``, ``imagelabels.mat`` and ``setid.mat`` (1-based)."""
+FLOWER_LABELS = [5, 3, 5, 7, 3, 5, 5, 7, 3, 5, 1, 5]  # 1-based; classes first appear as 5, 3, 7, 1
+
+
+def write_flowers(root, scipy_io):
+    """``flowers-102/jpg/image_XXXXX.jpg`` (image n solid (20 n, class colour G, B)) and
+    ``imagelabels.mat``; no ``setid.mat``: the split is drawn, as in their code. Returns the
+    groups [[(n, label), ...] per class in first-appearance order]."""
     folder = root / "flowers-102"
-    labels = [(i * 5) % 102 + 1 for i in range(12)]
-    for i, y in enumerate(labels, 1):
-        solid(folder / "jpg" / f"image_{i:05d}.jpg", y - 1, (50, 40))
-    loadmat_module.savemat(str(folder / "imagelabels.mat"), {"labels": np.array([labels], dtype=np.uint8)})
-    loadmat_module.savemat(str(folder / "setid.mat"), {"trnid": np.array([[3, 1, 7]]), "valid": np.array([[2, 10]]), "tstid": np.array([[12, 4, 5, 6]])})
-    return labels
+    groups: dict[int, list] = {}
+    for n, y in enumerate(FLOWER_LABELS, 1):
+        solid_rgb(folder / "jpg" / f"image_{n:05d}.jpg", (20 * n, *colour(y - 1)[1:]), (50, 40))
+        groups.setdefault(y, []).append((n, y - 1))
+    scipy_io.savemat(str(folder / "imagelabels.mat"), {"labels": np.array([FLOWER_LABELS], dtype=np.uint8)})
+    return list(groups.values())
 
 
-def test_flowers102_from_the_mat_files(tmp_path):
+def test_flowers102_their_split_of_every_image(tmp_path):
     scipy_io = pytest.importorskip("scipy.io")
-    labels = write_flowers(tmp_path, scipy_io)
-    train, test = DATASETS["flowers102"].load("train", tmp_path, False), DATASETS["flowers102"].load("test", tmp_path, False)
-    assert train.labels.tolist() == [labels[i - 1] - 1 for i in (1, 2, 3, 7, 10)]
-    assert test.labels.tolist() == [labels[i - 1] - 1 for i in (4, 5, 6, 12)]
-    assert_colours(train, 3)
-    assert_colours(test, 3)
+    groups = write_flowers(tmp_path, scipy_io)
+    for split in ("train", "test"):
+        data = DATASETS["flowers102"].load(split, tmp_path, False)
+        numbers = [round(r / 20) for r in data.images[:, 0, 42, 42].tolist()]  # JPEG: within a few levels
+        assert list(zip(numbers, data.labels.tolist())) == their_split(groups, split)
+        assert data.images.shape[1:] == (3, 84, 84)
+    assert len(DATASETS["flowers102"].load("train", tmp_path, False)) == int(0.8 * 6) + int(0.8 * 3) + int(0.8 * 2) + int(0.8 * 1)
 
 
 def test_flowers102_without_scipy_is_one_line(tmp_path, monkeypatch):
     folder = tmp_path / "flowers-102"
     (folder / "jpg").mkdir(parents=True)
     (folder / "imagelabels.mat").write_bytes(b"")
-    (folder / "setid.mat").write_bytes(b"")
     monkeypatch.setitem(__import__("sys").modules, "scipy.io", None)  # import fails as if scipy were absent
     with pytest.raises(DatasetMissingError, match="flowers102: .*needs scipy.*pip install scipy") as err:
         DATASETS["flowers102"].load("train", tmp_path, False)
     assert "\n" not in str(err.value)
 
 
-BACKGROUND = (255, 255, 255)
+def test_coco_crop_box_hand_computed():
+    """Their mscoco.py:109-128 on three boxes, worked by hand: grow 1.2x about the centre, then
+    xmin = round(x - 0.5), xmax = round(x + w - 0.5) + 1 (halves to even), clipped."""
+    # x = 10.2 - 3 = 7.2, w = 36: (round(6.7), round(42.7) + 1); y = 20.7 - 1 = 19.7, h = 12: (round(19.2), round(31.2) + 1)
+    assert released.coco_crop_box([10.2, 20.7, 30, 10], 200, 100) == (7, 19, 44, 32)
+    # x = y = -1, w = h = 12: round(-1.5) = -2 -> 0; round(10.5) = 10 (to even), + 1 = 11
+    assert released.coco_crop_box([0, 0, 10, 10], 100, 90) == (0, 0, 11, 11)
+    # x = 89, y = 79: round(88.5) = 88, round(78.5) = 78; round(100.5) + 1 = 101 -> 100, round(90.5) + 1 = 91 -> 90
+    assert released.coco_crop_box([90, 80, 10, 10], 100, 90) == (88, 78, 100, 90)
+
+
+COCO_LAYOUT = {  # part -> image id -> [(category id, bbox, iscrowd)], in annotation-file order
+    "train2017": {7: [(90, (10.5, 10, 40, 30), 0), (1, (60, 50, 30, 40), 0), (18, (0, 60, 8, 8), 0)], 3: [(18, (20, 20, 60, 60), 0), (90, (0, 0, 100, 90), 1), (90, (3, 4, 5, 6), 0)]},
+    "val2017": {11: [(1, (5, 5, 50, 50), 0), (90, (60, 10, 30, 30), 0)]},
+}
 
 
 def write_mscoco(root, category_ids=(90, 1, 18)):
     """``mscoco/annotations/instances_{train,val}2017.json`` and ``mscoco/{train,val}2017/*.jpg``:
-    white images with one solid box per annotation in its class colour; a crowd box and a box
-    smaller than the minimum side are written too and must be skipped."""
+    a colour gradient per image (so that every crop box shows different pixels); the categories
+    listed unsorted; a crowd box and boxes of 8 and 5 px among them. Returns {part: [(file, box, label)]},
+    the crops in annotation-file order with their hand-computed boxes' inputs."""
     folder = root / "mscoco"
     (folder / "annotations").mkdir(parents=True)
     categories = [{"id": c, "name": f"thing {c}", "supercategory": "x"} for c in category_ids]
-    index = {c: i for i, c in enumerate(sorted(category_ids))}
     expected = {}
-    for part, layout in (("train2017", {7: [(90, (10, 10, 40, 30)), (1, (60, 50, 30, 40)), (18, (0, 60, 8, 8))], 3: [(18, (20, 20, 60, 60))]}),
-                         ("val2017", {11: [(1, (5, 5, 50, 50)), (90, (60, 10, 30, 30))]})):
+    for part, layout in COCO_LAYOUT.items():
+        (folder / part).mkdir()
         images, annotations, crops = [], [], []
         ann_id = 1000
         for image_id, boxes in layout.items():
-            img = Image.new("RGB", (100, 90), BACKGROUND)
-            for cid, (x, y, w, h) in boxes:
-                img.paste(colour(index[cid]), (x, y, x + w, y + h))
-                ann_id -= 1
-                annotations.append({"id": ann_id, "image_id": image_id, "category_id": cid, "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
-                if min(w, h) >= 16:
-                    crops.append((image_id, ann_id, index[cid]))
-            annotations.append({"id": 1, "image_id": image_id, "category_id": cid, "bbox": [0, 0, 100, 90], "area": 9000, "iscrowd": 1})
             name = f"{image_id:012d}.jpg"
-            img.save(folder / part / name if (folder / part).exists() else ((folder / part).mkdir() or folder / part / name))
+            yy, xx = np.mgrid[0:90, 0:100]
+            Image.fromarray(np.stack([xx * 2, yy * 2, (xx + yy + image_id * 10) % 256], -1).astype(np.uint8)).save(folder / part / name)
             images.append({"id": image_id, "file_name": name, "width": 100, "height": 90})
+            for cid, bbox, crowd in boxes:
+                ann_id -= 1
+                annotations.append({"id": ann_id, "image_id": image_id, "category_id": cid, "bbox": list(bbox), "area": bbox[2] * bbox[3], "iscrowd": crowd})
+                crops.append((folder / part / name, bbox, list(category_ids).index(cid)))
         (folder / "annotations" / f"instances_{part}.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-        expected[part] = [y for *_, y in sorted(crops)]  # by image id, then annotation id
+        expected[part] = crops
     return expected
 
 
-def test_mscoco_object_crops(tmp_path, monkeypatch):
+def test_mscoco_every_box_cropped_their_way(tmp_path, monkeypatch):
     monkeypatch.setattr(released, "MSCOCO_CLASSES", 3)
     expected = write_mscoco(tmp_path)
-    train, test = DATASETS["mscoco"].load("train", tmp_path, False), DATASETS["mscoco"].load("test", tmp_path, False)
-    assert train.labels.tolist() == expected["train2017"] == [1, 0, 2]  # by image id, then annotation id; the 8-px box and the crowd box are skipped
-    assert test.labels.tolist() == expected["val2017"] == [2, 0]
-    assert_colours(train, 3)
-    assert_colours(test, 3)
-    for data in (train, test):  # the box grown by 1.2 shows the white background at its border
-        assert (data.images[:, :, 1, 1].int() > 230).all() and (data.images[:, :, 82, 82].int() > 230).all()
-    monkeypatch.setattr(released, "MSCOCO_PER_CLASS", 0)
-    with pytest.raises(DatasetMissingError, match="mscoco: .*has no box"):
-        DATASETS["mscoco"].load("test", tmp_path, False)
+    for split, part in (("train", "train2017"), ("test", "val2017")):
+        data = DATASETS["mscoco"].load(split, tmp_path, False)
+        # every annotation in file order, crowd and tiny boxes too; labels = positions in the categories list
+        assert data.labels.tolist() == [label for *_, label in expected[part]]
+        for image, (path, (x, y, w, h), _) in zip(data.images, expected[part]):
+            with Image.open(path) as img:
+                s = 1.2  # their BOX_SCALE_RATIO; box as mscoco.py:109-128 computes it, written out
+                bx, by, bw, bh = x - 0.5 * w * (s - 1.0), y - 0.5 * h * (s - 1.0), w * s, h * s
+                box = (max(int(round(bx - 0.5)), 0), max(int(round(by - 0.5)), 0), min(int(round(bx + bw - 0.5)) + 1, 100), min(int(round(by + bh - 0.5)) + 1, 90))
+                assert np.array_equal(image.permute(1, 2, 0).numpy(), their_resize(img.convert("RGB").crop(box)))
+    assert DATASETS["mscoco"].load("train", tmp_path, False).labels.tolist() == [0, 1, 2, 2, 0, 0]
 
 
-def test_mscoco_missing_image_is_one_line(tmp_path, monkeypatch):
+def test_mscoco_cap_keeps_the_first_boxes_of_a_class(tmp_path, monkeypatch):
+    monkeypatch.setattr(released, "MSCOCO_CLASSES", 3)
+    write_mscoco(tmp_path)
+    every = DATASETS["mscoco"].load("train", tmp_path, False)  # labels 0, 1, 2, 2, 0, 0
+    monkeypatch.setattr(released, "MSCOCO_PER_CLASS", 2)
+    capped = DATASETS["mscoco"].load("train", tmp_path, False)
+    assert capped.labels.tolist() == [0, 1, 2, 2, 0]  # the third box of category 90 (label 0) is dropped
+    assert torch.equal(capped.images, every.images[:5])
+
+
+def test_mscoco_bad_boxes_and_files_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(released, "MSCOCO_CLASSES", 3)
     write_mscoco(tmp_path)
     (tmp_path / "mscoco" / "val2017" / "000000000011.jpg").unlink()
     with pytest.raises(DatasetMissingError, match="mscoco: .*000000000011.jpg is missing") as err:
         DATASETS["mscoco"].load("test", tmp_path, False)
     assert "\n" not in str(err.value)
+    annotations = tmp_path / "mscoco" / "annotations" / "instances_train2017.json"
+    data = json.loads(annotations.read_text())
+    data["annotations"][0]["bbox"] = [150, 10, 5, 5]  # right of the 100-px image: an empty crop
+    annotations.write_text(json.dumps(data))
+    with pytest.raises(DatasetMissingError, match="mscoco: a box of image 7 .* lies outside the image"):
+        DATASETS["mscoco"].load("train", tmp_path, False)
+    annotations.write_text(json.dumps({**data, "annotations": []}))
+    with pytest.raises(DatasetMissingError, match="mscoco: .*has no box"):
+        DATASETS["mscoco"].load("train", tmp_path, False)
     with pytest.raises(DatasetMissingError, match="lists 3 categories, not 80"):
         monkeypatch.setattr(released, "MSCOCO_CLASSES", 80)
         DATASETS["mscoco"].load("train", tmp_path, False)

@@ -2,12 +2,15 @@
 
 CUB-200-2011, FGVCx Fungi 2018, QuickDraw, VGG Flowers and MSCOCO object crops, in the style of
 :mod:`.meta_domains`: every split is held in memory as a uint8 (N, 3, 84, 84)
-:class:`ImageTensorSet` (RGB, resized to ``SIDE`` x ``SIDE`` with bilinear filtering, aspect ratio
-not kept; grey QuickDraw drawings become 3 equal channels), ImageNet mean and std, ``pretrain`` is
-the ``train`` split, every listing is sorted, and a missing or partial folder is one
-:class:`DatasetMissingError` line naming the dataset, the path and how to get it. None of these is
-downloaded: their archives sit behind registration pages or are too large to fetch unasked
-(VGG Flowers is the exception: torchvision's ``Flowers102`` downloads it, with ``--download``).
+:class:`ImageTensorSet` (RGB, short side resized to ``SIDE``, centre crop: :func:`.to_side`; grey
+QuickDraw drawings become 3 equal channels), ImageNet mean and std, ``pretrain`` is the ``train``
+split, every listing is sorted, and a missing or partial folder is one :class:`DatasetMissingError`
+line naming the dataset, the path and how to get it. Splits, labels and crops follow the Meta-Dataset
+loaders of the Ring authors' group ("their code": alextamkin/viewmaker@d9a7d4b
+src/datasets/meta_datasets/*.py; the Ring code, mhw32/contrastive-ring-public@fb3e1c2, has none,
+see :mod:`.meta_domains`); their code has no QuickDraw. None of these is downloaded: their archives
+sit behind registration pages or are too large to fetch unasked (VGG Flowers is the exception:
+torchvision's ``Flowers102`` downloads it, with ``--download``).
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .base import DatasetMissingError, ImageTensorSet, Split
-from .meta_domains import SIDE, _tensor_set, domain_spec, ensure
+from .meta_domains import SIDE, _tensor_set, class_split, domain_spec, ensure, split_by_class, to_side
 
 
 def require(name: str, required: list[Path], how: str, root: Path) -> None:
@@ -59,7 +63,8 @@ def load_cub(split: Split, root: Path, download: bool) -> ImageTensorSet:
     """``root/CUB_200_2011/images.txt`` (``<id> <class folder>/<file>.jpg``),
     ``image_class_labels.txt`` (``<id> <class 1..200>``), ``train_test_split.txt``
     (``<id> <1 train, 0 test>``), ``classes.txt`` and ``images/<class folder>/<file>.jpg``: the
-    official split (5,994 train, 5,794 test); labels are the class numbers minus 1."""
+    official split (5,994 train, 5,794 test); labels are the class numbers minus 1: their
+    cu_birds.py:55-101 (images listed by id, as their ``images.txt`` order)."""
     root = Path(root)
     folder = root / "CUB_200_2011"
     files = ["images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt", "images"]
@@ -95,7 +100,10 @@ def load_fungi(split: Split, root: Path, download: bool) -> ImageTensorSet:
     """``root/fungi/train.json`` (train, pretrain) or ``val.json`` (test: the released labelled
     split), COCO-like: ``images`` [{id, file_name}], ``annotations`` [{image_id, category_id}],
     ``categories`` [{id, ...}]; ``file_name`` is relative to ``root/fungi`` (``images/<species>/...``).
-    Labels are the indices of the sorted category ids of ``train.json`` (1,394 species)."""
+    Labels are the indices of the sorted category ids of ``train.json`` (1,394 species). Their
+    fungi.py:56-81 reads the same two files (train / test) and takes the raw ``category_id`` as
+    the label with ``NUM_CLASSES = 1394`` (l.19, 72, 81), which presupposes ids 0..1393: there the
+    sorted index is the id itself; images here are ordered by id, theirs in ``images`` order."""
     root = Path(root)
     folder = root / "fungi"
     annotations = folder / ("val.json" if split == "test" else "train.json")
@@ -133,27 +141,19 @@ FUNGI_SPEC = domain_spec("fungi", "FGVCx Fungi 2018 (Meta-Dataset domain): 1,394
 
 QUICKDRAW_URL = "https://console.cloud.google.com/storage/browser/quickdraw_dataset/full/numpy_bitmap"
 QUICKDRAW_CLASSES = 345
-QUICKDRAW_SEED = 0
-QUICKDRAW_TEST_FRACTION = 0.25
-QUICKDRAW_PER_CLASS = 500
+QUICKDRAW_PER_CLASS = 500  # departs: memory (their code has no QuickDraw; Meta-Dataset keeps every drawing)
 """QuickDraw's numpy bitmaps hold 100k+ drawings of each of 345 classes (about 50 million);
 Meta-Dataset keeps them all, but at 84 px in memory (21 KB an image) that is far too big: only the
 first ``QUICKDRAW_PER_CLASS`` rows of each file are read (memory-mapped, so the rest is never
-loaded), 172,500 drawings in all. Of each class's drawings, ``round(0.25 * n)`` chosen by a
-generator seeded ``QUICKDRAW_SEED + class index`` are test images, the rest train images
-(stratified, as Omniglot's split): 375 + 125 a class, 129,375 / 43,125 images (2.7 / 0.9 GB)."""
-
-
-def quickdraw_split(n: int, label: int, split: Split) -> np.ndarray:
-    """Sorted row indices of ``split`` among a class's first ``n`` drawings."""
-    order = np.random.default_rng(QUICKDRAW_SEED + label).permutation(n)
-    n_test = int(round(QUICKDRAW_TEST_FRACTION * n))
-    return np.sort(order[:n_test] if split == "test" else order[n_test:])
+loaded), 172,500 drawings in all. departs: the Ring authors' code has no QuickDraw loader, so no
+cap of theirs to follow; the split is their rule (:func:`.class_split`: 400 + 100 a class,
+138,000 / 34,500 images, 2.9 / 0.7 GB)."""
 
 
 def load_quickdraw(split: Split, root: Path, download: bool) -> ImageTensorSet:
     """``root/quickdraw/<class name>.npy``, each an (n, 784) uint8 array of 28 x 28 grey drawings
-    (white strokes on black, as released); labels are the indices of the sorted file names."""
+    (white strokes on black, as released); labels are the indices of the sorted file names; each
+    class's first ``QUICKDRAW_PER_CLASS`` rows split by :func:`.class_split`, classes in label order."""
     root = Path(root)
     folder = root / "quickdraw"
     how = f"download the 345 <class>.npy files of Google's numpy_bitmap release ({QUICKDRAW_URL}, e.g. gsutil -m cp gs://quickdraw_dataset/full/numpy_bitmap/*.npy) into quickdraw/"
@@ -161,32 +161,30 @@ def load_quickdraw(split: Split, root: Path, download: bool) -> ImageTensorSet:
     files = sorted(folder.glob("*.npy"), key=lambda p: p.name)
     if len(files) != QUICKDRAW_CLASSES:
         raise DatasetMissingError(f"quickdraw: {folder} holds {len(files)} .npy files, not {QUICKDRAW_CLASSES}; {how}")
-    grey, labels = [], []
-    for label, path in enumerate(files):
+    arrays = []
+    for path in files:
         try:
             array = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as err:
             raise DatasetMissingError(f"quickdraw: {path} cannot be read as a .npy array ({type(err).__name__}); download it again") from None
         if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] != 28 * 28 or len(array) == 0:
             raise DatasetMissingError(f"quickdraw: {path} holds a {array.dtype} {tuple(array.shape)} array, not (n, 784) uint8 drawings; download it again")
-        n = min(len(array), QUICKDRAW_PER_CLASS)
-        rows = quickdraw_split(n, label, split)
-        grey.append(np.asarray(array[:n][rows]).reshape(-1, 28, 28))
-        labels += [label] * len(rows)
-    drawings = np.concatenate(grey)
-    out = np.empty((len(drawings), SIDE, SIDE), dtype=np.uint8)
+        arrays.append(array)
+    picks = class_split([min(len(a), QUICKDRAW_PER_CLASS) for a in arrays], split)
+    drawings = np.concatenate([np.asarray(a[rows]).reshape(-1, 28, 28) for a, rows in zip(arrays, picks)])
+    labels = np.repeat(np.arange(len(arrays)), [len(rows) for rows in picks])
+    out = np.empty((len(drawings), SIDE, SIDE, 3), dtype=np.uint8)
 
     def resize(i: int) -> None:
-        out[i] = np.asarray(Image.fromarray(drawings[i], "L").resize((SIDE, SIDE), Image.BILINEAR))
+        out[i] = to_side(Image.fromarray(drawings[i], "L"))
 
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         list(pool.map(resize, range(len(drawings))))
-    images = torch.from_numpy(out).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
-    return ImageTensorSet(images, torch.tensor(labels, dtype=torch.int64))
+    return ImageTensorSet(torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels).to(torch.int64))
 
 
-# 345 classes x QUICKDRAW_PER_CLASS drawings, split by QUICKDRAW_TEST_FRACTION
-QUICKDRAW_SPEC = domain_spec("quickdraw", f"QuickDraw (Meta-Dataset domain): 345 classes, first {QUICKDRAW_PER_CLASS} drawings of each, seeded stratified split ({QUICKDRAW_TEST_FRACTION:.0%} test, seed {QUICKDRAW_SEED}), stored at 84 px", QUICKDRAW_CLASSES, load_quickdraw, train=129_375, test=43_125)
+# 345 classes x QUICKDRAW_PER_CLASS drawings: int(0.8 * 500) = 400 train, 100 test a class
+QUICKDRAW_SPEC = domain_spec("quickdraw", f"QuickDraw (Meta-Dataset domain): 345 classes, first {QUICKDRAW_PER_CLASS} drawings of each split 80/20 (seed 42), stored at 84 px", QUICKDRAW_CLASSES, load_quickdraw, train=138_000, test=34_500)
 
 
 # --- VGG Flowers ---------------------------------------------------------------------------------
@@ -196,36 +194,36 @@ FLOWERS_CLASSES = 102
 
 
 def load_flowers102(split: Split, root: Path, download: bool) -> ImageTensorSet:
-    """``root/flowers-102/jpg/image_XXXXX.jpg``, ``imagelabels.mat`` (``labels``: class 1..102 of
-    each image) and ``setid.mat`` (``trnid``, ``valid``, ``tstid``: 1-based image numbers), the
-    files torchvision's ``Flowers102`` reads: train + val (2,040) for train and pretrain, test
-    (6,149); labels are the class numbers minus 1. Reading the .mat files needs scipy."""
+    """``root/flowers-102/jpg/image_XXXXX.jpg`` and ``imagelabels.mat`` (``labels``: class 1..102
+    of each image), the files torchvision's ``Flowers102`` reads, split as their vgg_flower.py:58-93:
+    every image, grouped by class in the order the classes first appear in ``labels`` (image
+    numbers ascending within a class), split by :func:`.class_split`; labels are the class
+    numbers minus 1. The official ``setid.mat`` split (train + val 2,040 / test 6,149) is not used,
+    as in their code. Reading the .mat file needs scipy."""
     from torchvision.datasets import Flowers102
 
     root = Path(root)
     folder = root / "flowers-102"
-    required = [folder / "jpg", folder / "imagelabels.mat", folder / "setid.mat"]
-    ensure("flowers102", required, lambda: Flowers102(str(root), download=True), FLOWERS_URL + "102flowers.tgz, imagelabels.mat and setid.mat", root, download)
+    required = [folder / "jpg", folder / "imagelabels.mat"]
+    ensure("flowers102", required, lambda: Flowers102(str(root), download=True), FLOWERS_URL + "102flowers.tgz and imagelabels.mat", root, download)
     try:
         from scipy.io import loadmat
     except ImportError:
-        raise DatasetMissingError("flowers102: reading imagelabels.mat and setid.mat needs scipy, which is not installed: pip install scipy") from None
+        raise DatasetMissingError("flowers102: reading imagelabels.mat needs scipy, which is not installed: pip install scipy") from None
     try:
         labels = loadmat(str(folder / "imagelabels.mat"))["labels"].reshape(-1).astype(int)
-        sets = loadmat(str(folder / "setid.mat"))
-        ids = np.concatenate([sets["tstid"].reshape(-1)] if split == "test" else [sets["trnid"].reshape(-1), sets["valid"].reshape(-1)]).astype(int)
     except Exception as err:  # scipy raises ValueError, KeyError, OSError or its own MatReadError
-        raise DatasetMissingError(f"flowers102: {folder} holds imagelabels.mat / setid.mat that cannot be read ({type(err).__name__}); download them again") from None
-    samples = []
-    for image_id in sorted(ids.tolist()):
-        if not 1 <= image_id <= len(labels) or not 1 <= labels[image_id - 1] <= FLOWERS_CLASSES:
-            raise DatasetMissingError(f"flowers102: setid.mat names image {image_id}, which has no label 1..{FLOWERS_CLASSES} in imagelabels.mat; download them again")
-        samples.append((folder / "jpg" / f"image_{image_id:05d}.jpg", int(labels[image_id - 1]) - 1))
-    return _tensor_set("flowers102", samples)
+        raise DatasetMissingError(f"flowers102: {folder / 'imagelabels.mat'} cannot be read ({type(err).__name__}); download it again") from None
+    if not all(1 <= y <= FLOWERS_CLASSES for y in labels.tolist()):
+        raise DatasetMissingError(f"flowers102: {folder / 'imagelabels.mat'} has a label outside 1..{FLOWERS_CLASSES}; download it again")
+    by_class: dict[int, list[tuple[Path, int]]] = {}
+    for number, y in enumerate(labels.tolist(), 1):
+        by_class.setdefault(y, []).append((folder / "jpg" / f"image_{number:05d}.jpg", y - 1))
+    return _tensor_set("flowers102", split_by_class(list(by_class.values()), split))
 
 
-# 8,189 images (Nilsback & Zisserman, 2008): 10 train + 10 val a class, 6,149 test
-FLOWERS_SPEC = domain_spec("flowers102", "VGG Flowers (Meta-Dataset domain): 102 classes, train+val / test, stored at 84 px (needs scipy)", FLOWERS_CLASSES, load_flowers102, train=2_040, test=6_149)
+# 8,189 images (Nilsback & Zisserman, 2008), int(0.8 n) of each class's for train: counted at load
+FLOWERS_SPEC = domain_spec("flowers102", "VGG Flowers (Meta-Dataset domain): 102 classes, all 8,189 images split 80/20 per class (seed 42), stored at 84 px (needs scipy)", FLOWERS_CLASSES, load_flowers102)
 
 
 # --- MSCOCO object crops -------------------------------------------------------------------------
@@ -233,23 +231,35 @@ FLOWERS_SPEC = domain_spec("flowers102", "VGG Flowers (Meta-Dataset domain): 102
 MSCOCO_URL = "https://cocodataset.org/#download"
 MSCOCO_CLASSES = 80
 MSCOCO_BOX_SCALE = 1.2
-"""Each box is grown about its centre by this factor before cropping, then clipped to the image:
-Meta-Dataset's ``box_scale_ratio`` as remembered, UNVERIFIED (its converter's source was not
-read here); the Ring authors' own MSCOCO crops (their Meta-Dataset loaders, ``FILTER_SIZE = 32``)
-are to be compared before the Ring transfer table is run."""
-MSCOCO_MIN_SIDE = 16
-"""Boxes narrower or shorter than this (in pixels, before scaling) are skipped: smaller crops are
-mostly blur at 84 px. Crowd annotations (``iscrowd``) are skipped too."""
-MSCOCO_PER_CLASS = 1_000
-"""At most this many crops a class per split (the first by annotation id): train2017 has about
-850,000 boxes (260,000 of them people), far too many at 84 px in memory; with the cap a split holds
-at most 80,000 crops (1.7 GB)."""
+"""Their ``BOX_SCALE_RATIO`` (viewmaker src/datasets/meta_datasets/mscoco.py:50): each box grown
+about its centre by this factor before cropping (:func:`coco_crop_box`)."""
+MSCOCO_PER_CLASS = 1_000  # departs: memory (their mscoco.py keeps every box)
+"""At most this many crops a class per split, the first in the annotation file's order. departs:
+their code crops every annotation (mscoco.py:82-96: no cap, no size filter, crowd boxes kept;
+its ``FILTER_SIZE = 32``, l.22, is the model's input side, not a box filter), but train2017 has
+about 850,000 boxes (260,000 of them people), far too many at 84 px in memory; with the cap a split
+holds at most 80,000 crops (1.7 GB)."""
+
+
+def coco_crop_box(bbox: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """PIL crop box (left, upper, right, lower) of a COCO ``[x, y, w, h]`` box in a
+    ``width`` x ``height`` image, as their mscoco.py:109-128: the box scaled by
+    ``MSCOCO_BOX_SCALE`` about its centre, COCO's half-integer corners turned into whole pixels
+    (``round`` is Python's, halves to even), clipped to the image."""
+    x, y, w, h = (float(v) for v in bbox)
+    x = x - 0.5 * w * (MSCOCO_BOX_SCALE - 1.0)
+    y = y - 0.5 * h * (MSCOCO_BOX_SCALE - 1.0)
+    w, h = w * MSCOCO_BOX_SCALE, h * MSCOCO_BOX_SCALE
+    return max(int(round(x - 0.5)), 0), max(int(round(y - 0.5)), 0), min(int(round(x + w - 0.5)) + 1, width), min(int(round(y + h - 0.5)) + 1, height)
 
 
 def load_mscoco(split: Split, root: Path, download: bool) -> ImageTensorSet:
-    """Object crops of COCO 2017: ``root/mscoco/annotations/instances_{train,val}2017.json`` and
-    the images ``root/mscoco/{train,val}2017/<file_name>``; train and pretrain are the crops of
-    train2017, test those of val2017. Labels are the indices of the sorted category ids (80)."""
+    """Object crops of COCO 2017 as their mscoco.py: ``root/mscoco/annotations/instances_{train,
+    val}2017.json`` and the images ``root/mscoco/{train,val}2017/<file_name>`` (their path
+    ``'%012d.jpg' % image_id``, l.88, is that name); train and pretrain are the crops of train2017,
+    test those of val2017 (l.65-68); labels are the categories' positions in the file's
+    ``categories`` list (l.77-78), crops in annotation-file order, cut by :func:`coco_crop_box`.
+    departs: at most ``MSCOCO_PER_CLASS`` crops a class."""
     root = Path(root)
     folder = root / "mscoco"
     part = "val2017" if split == "test" else "train2017"
@@ -258,34 +268,31 @@ def load_mscoco(split: Split, root: Path, download: bool) -> ImageTensorSet:
     require("mscoco", [annotations, folder / part], how, root)
     try:
         data = json.loads(annotations.read_text())
-        categories = sorted(int(c["id"]) for c in data["categories"])
-        images = {int(im["id"]): (im["file_name"], int(im["width"]), int(im["height"])) for im in data["images"]}
-        boxes = data["annotations"]
+        categories = [int(c["id"]) for c in data["categories"]]
+        images = {int(im["id"]): im["file_name"] for im in data["images"]}
+        boxes = [(int(a["image_id"]), int(a["category_id"]), [float(v) for v in a["bbox"]]) for a in data["annotations"]]
     except (ValueError, KeyError, TypeError) as err:
         raise DatasetMissingError(f"mscoco: {annotations} is not COCO instances JSON ({type(err).__name__}); extract annotations_trainval2017.zip again") from None
     if len(categories) != MSCOCO_CLASSES:
         raise DatasetMissingError(f"mscoco: {annotations} lists {len(categories)} categories, not {MSCOCO_CLASSES}; extract annotations_trainval2017.zip again")
     index = {c: i for i, c in enumerate(categories)}
-    kept: dict[int, list[tuple[tuple[float, float, float, float], int]]] = {}
+    kept: list[tuple[int, list[float], int]] = []
     counts = [0] * MSCOCO_CLASSES
-    for ann in sorted(boxes, key=lambda a: int(a["id"])):
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        label = index.get(int(ann["category_id"]))
-        if ann.get("iscrowd", 0) or w < MSCOCO_MIN_SIDE or h < MSCOCO_MIN_SIDE or label is None or counts[label] >= MSCOCO_PER_CLASS:
-            continue
-        if int(ann["image_id"]) not in images:
-            raise DatasetMissingError(f"mscoco: {annotations} annotates image {ann['image_id']}, which it does not list; extract annotations_trainval2017.zip again")
-        counts[label] += 1
-        kept.setdefault(int(ann["image_id"]), []).append(((x, y, w, h), label))
-    order = sorted(kept)  # images by id, their crops by annotation id
-    starts = np.cumsum([0] + [len(kept[i]) for i in order])
-    if starts[-1] == 0:
-        raise DatasetMissingError(f"mscoco: {annotations} has no box of at least {MSCOCO_MIN_SIDE} px; extract annotations_trainval2017.zip again")
-    out = np.empty((int(starts[-1]), SIDE, SIDE, 3), dtype=np.uint8)
-    labels = np.empty(int(starts[-1]), dtype=np.int64)
+    for image_id, category, bbox in boxes:
+        if category not in index or image_id not in images:
+            raise DatasetMissingError(f"mscoco: {annotations} annotates image {image_id} with category {category}, which it does not list; extract annotations_trainval2017.zip again")
+        if counts[index[category]] < MSCOCO_PER_CLASS:
+            counts[index[category]] += 1
+            kept.append((image_id, bbox, index[category]))
+    if not kept:
+        raise DatasetMissingError(f"mscoco: {annotations} has no box; extract annotations_trainval2017.zip again")
+    by_image: dict[int, list[int]] = {}
+    for k, (image_id, _, _) in enumerate(kept):
+        by_image.setdefault(image_id, []).append(k)
+    out = np.empty((len(kept), SIDE, SIDE, 3), dtype=np.uint8)
 
-    def crop(k: int) -> None:
-        path = folder / part / images[order[k]][0]
+    def crop(image_id: int) -> None:
+        path = folder / part / images[image_id]
         try:
             with Image.open(path) as img:
                 rgb = img.convert("RGB")
@@ -293,18 +300,19 @@ def load_mscoco(split: Split, root: Path, download: bool) -> ImageTensorSet:
             raise DatasetMissingError(f"mscoco: {path} is missing (listed in {annotations.name}); the folder is incomplete: extract {part}.zip again") from None
         except Exception as err:
             raise DatasetMissingError(f"mscoco: {path} cannot be read as an image ({type(err).__name__}); extract {part}.zip again") from None
-        for j, ((x, y, w, h), label) in enumerate(kept[order[k]]):
-            dx, dy = w * (MSCOCO_BOX_SCALE - 1) / 2, h * (MSCOCO_BOX_SCALE - 1) / 2
-            box = (max(0, round(x - dx)), max(0, round(y - dy)), min(rgb.width, round(x + w + dx)), min(rgb.height, round(y + h + dy)))
-            out[starts[k] + j] = np.asarray(rgb.crop(box).resize((SIDE, SIDE), Image.BILINEAR))
-            labels[starts[k] + j] = label
+        for k in by_image[image_id]:
+            box = coco_crop_box(kept[k][1], rgb.width, rgb.height)
+            if box[2] <= box[0] or box[3] <= box[1]:  # their ValueError('crops are not valid.'), l.132-133
+                raise DatasetMissingError(f"mscoco: a box of image {image_id} in {annotations.name} lies outside the image; extract annotations_trainval2017.zip again")
+            out[k] = to_side(rgb.crop(box))
 
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        list(pool.map(crop, range(len(order))))
-    return ImageTensorSet(torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels))
+        list(pool.map(crop, by_image))
+    labels = torch.tensor([label for _, _, label in kept], dtype=torch.int64)
+    return ImageTensorSet(torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), labels)
 
 
-# sizes depend on the box filter and the cap: counted at load
-MSCOCO_SPEC = domain_spec("mscoco", f"MSCOCO object crops (Meta-Dataset domain): 80 categories, train2017 / val2017 boxes of at least {MSCOCO_MIN_SIDE} px, at most {MSCOCO_PER_CLASS:,} a class, stored at 84 px", MSCOCO_CLASSES, load_mscoco)
+# sizes depend on the cap: counted at load
+MSCOCO_SPEC = domain_spec("mscoco", f"MSCOCO object crops (Meta-Dataset domain): 80 categories, train2017 / val2017 boxes grown {MSCOCO_BOX_SCALE}x, at most {MSCOCO_PER_CLASS:,} a class, stored at 84 px", MSCOCO_CLASSES, load_mscoco)
 
 RELEASED_DOMAINS = (CUB_SPEC, FUNGI_SPEC, QUICKDRAW_SPEC, FLOWERS_SPEC, MSCOCO_SPEC)
