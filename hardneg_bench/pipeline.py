@@ -195,12 +195,8 @@ class Pipeline:
         cfg, spec = self.cfg, run_dataset(self.cfg, self.cfg.dataset)
         config, label = pretrain_stage(cfg)
         # everything the run reads, the transfer datasets too: a missing one fails now, not after pretraining
-        needs = (
-            (spec, cfg.pretrain.split),
-            (spec, "train"),
-            (spec, "test"),
-            *((run_dataset(cfg, t.dataset), split) for t in self.transfer_targets() for split in t.evaluation.splits),
-        )
+        targets = [(t.evaluation, self.target_dataset(t.evaluation, t.dataset)) for t in self.transfer_targets()]
+        needs = ((spec, cfg.pretrain.split), (spec, "train"), (spec, "test"), *((ds, split) for evaluation, ds in targets for split in evaluation.splits))
         record = self._stage("pretrain", config, label, lambda run_dir: pretrain(cfg, spec, self.data(spec, cfg.pretrain.split), run_dir, self.runtime), needs)
         return Encoder(record["key"], label)
 
@@ -222,15 +218,19 @@ class Pipeline:
             self._data[cache_key] = extract_features(self.encoder_module(encoder, head), self.device_data(spec, split), spec, self.cfg.probe, self.runtime)
         return self._data[cache_key]
 
-    def evaluation(self, evaluation: Evaluation, encoder: Encoder, spec: DatasetSpec) -> list[dict]:
-        """Every stage of ``evaluation`` for ``encoder`` on ``spec`` (a transfer when ``spec`` is
-        not the pretraining dataset), each cached by its own key."""
-        transfer = spec.name != self.cfg.dataset
-        needs = tuple((spec, split) for split in evaluation.splits)
+    def target_dataset(self, evaluation: Evaluation, name: str):
+        """The dataset ``evaluation`` reads for ``name`` (a one-line error when it is missing)."""
+        return evaluation.dataset(self.cfg, name) if evaluation.dataset is not None else run_dataset(self.cfg, name)
+
+    def evaluation(self, evaluation: Evaluation, encoder: Encoder, name: str) -> list[dict]:
+        """Every stage of ``evaluation`` for ``encoder`` on the dataset ``name`` (a transfer when it
+        is not the pretraining dataset), each cached by its own key."""
+        dataset = self.target_dataset(evaluation, name)
+        needs = tuple((dataset, split) for split in evaluation.splits)
         records = []
-        for stage in evaluation.stages(self.cfg, encoder.key, spec.name, transfer):
-            label = {**encoder.label, "eval_dataset": spec.name, **stage.label}
-            records.append(self._stage(stage.stage, stage.config, label, lambda _, stage=stage: evaluation.compute(self, encoder, spec, stage), needs))
+        for stage in evaluation.stages(self.cfg, encoder.key, name, name != self.cfg.dataset):
+            label = {**encoder.label, "eval_dataset": name, **stage.label}
+            records.append(self._stage(stage.stage, stage.config, label, lambda _, stage=stage: evaluation.compute(self, encoder, dataset, stage), needs))
         return records
 
     def transfer_targets(self) -> list[Target]:
@@ -241,11 +241,10 @@ class Pipeline:
 
     def evaluate(self, encoder: Encoder) -> None:
         """The linear probe and kNN on the pretraining dataset, then every transfer target."""
-        spec = run_dataset(self.cfg, self.cfg.dataset)
-        self.evaluation(EVALUATIONS["linear"], encoder, spec)
-        self.evaluation(EVALUATIONS["knn"], encoder, spec)
+        self.evaluation(EVALUATIONS["linear"], encoder, self.cfg.dataset)
+        self.evaluation(EVALUATIONS["knn"], encoder, self.cfg.dataset)
         for target in self.transfer_targets():
-            self.evaluation(target.evaluation, encoder, run_dataset(self.cfg, target.dataset))
+            self.evaluation(target.evaluation, encoder, target.dataset)
 
     def checkpoint_encoder(self, path: Path, imported: ImportedEncoder) -> Encoder:
         """An encoder file (``path``, read as ``imported``) stored in our encoder format once, as

@@ -137,7 +137,9 @@ def check_across(cfg: RunConfig) -> None:
     if cfg.model.backbone not in BACKBONES:
         raise ConfigError(f"config key 'model.backbone': unknown backbone {cfg.model.backbone!r} (known: {', '.join(BACKBONES)})")
     for text in cfg.transfer or ():
-        get_dataset(Target.parse(text).dataset)
+        target = Target.parse(text)
+        if target.evaluation.dataset is None:  # an evaluation with its own datasets checks their names itself
+            get_dataset(target.dataset)
     batch = cfg.pretrain.batch_size
     queue = getattr(cfg.method_params, "queue_size", None)
     if queue is not None and queue < batch:

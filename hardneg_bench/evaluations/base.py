@@ -5,7 +5,7 @@ computed. A new protocol is one module defining an :class:`Evaluation` plus its 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import RunConfig
 
@@ -29,12 +29,16 @@ class Evaluation:
     """A protocol for evaluating an encoder on one dataset.
 
     ``stages(cfg, encoder_key, dataset, transfer)`` lists the stages it runs (``transfer``: the
-    dataset is not the one the encoder was pretrained on); ``compute(pipeline, encoder, spec,
-    stage)`` returns one stage's metrics (``test_accuracy`` in %, and whatever else it measures);
-    ``splits`` are the dataset splits it reads."""
+    dataset is not the one the encoder was pretrained on); ``compute(pipeline, encoder, dataset,
+    stage)`` returns one stage's metrics (``test_accuracy`` in %, and whatever else it measures).
+    ``dataset(cfg, name)`` gives the dataset object ``compute`` receives and raises a one-line
+    DatasetMissingError when its files are not there (called before pretraining, so that a missing
+    target fails first); None: the classification registry's, as the run normalises it, whose
+    ``splits`` are loaded before the first stage is written."""
 
     name: str
     description: str
     splits: tuple[str, ...]
     stages: Callable[[RunConfig, str, str, bool], list[EvaluationStage]]
-    compute: Callable[["Pipeline", "Encoder", "DatasetSpec", EvaluationStage], dict]
+    compute: Callable[["Pipeline", "Encoder", Any, EvaluationStage], dict]
+    dataset: Callable[[RunConfig, str], Any] | None = None
