@@ -581,13 +581,14 @@ def reproduce(
 
 def _print_plan(paper_table, planned: list, device: str, device_option: str, data_root: Path) -> None:
     """The dry-run's table and what its estimates cover; unknown stays unknown."""
-    from .reports.reproduce import bench_command, describe_key, throughput_key
+    from .reports.reproduce import bench_command, dataset_presence, describe_key, throughput_key
     from .pipeline import pretrain_stage
 
     out = Table("row", "target" if paper_table.targets else "dataset", "seed", "status", "pretraining images", f"est. hours ({device})", "estimated from", title=f"{paper_table.name}: {paper_table.title}")
     for p in planned:
         images = "unknown" if p.images is None else f"{p.images:,}"
         if p.status == "shared":
+            images = "(above)"
             hours, source = "—", "pretrained by its row's first cell above"
         elif p.status != "to run":
             hours, source = ("—", "cached") if p.status == "cached" else ("—", "pretrained; its evaluation is not estimated")
@@ -599,6 +600,12 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
             hours, source = f"{p.seconds / 3600:.2f}", p.throughput.source
         out.add_row(p.row.label, p.dataset, str(p.seed), p.status, images, hours, source)
     console.print(out)
+    presence = dataset_presence(paper_table, data_root)
+    present = [f.dataset for f in presence if f.present]
+    console.print(f"Datasets under {data_root}: {len(present)} of {len(presence)} present" + (f" ({', '.join(present)})" if present else ""), highlight=False, soft_wrap=True)
+    for f in presence:
+        if not f.present:
+            console.print(f"  absent: {f.detail}", highlight=False, soft_wrap=True)
     to_run = [p for p in planned if p.status == "to run"]
     known = [p.seconds for p in to_run if p.seconds is not None]
     cached, pretrained, shared = (sum(p.status == status for p in planned) for status in ("cached", "pretrained", "shared"))

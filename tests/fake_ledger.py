@@ -10,14 +10,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from hardneg_bench.config import config_key
-from hardneg_bench.evaluations.knn import knn_stage
 from hardneg_bench.evaluations.linear import probe_stage
+from hardneg_bench.evaluations.registry import EVALUATIONS
 from hardneg_bench.pipeline import pretrain_stage, random_init_stage
 
 
 def _evaluation(table, seeded, encoder_key: str, label: dict, dataset: str, accuracy: float) -> dict:
-    stage, stage_config = ("knn", knn_stage(seeded, encoder_key, dataset)) if table.metric == "knn" else ("probe", probe_stage(seeded, encoder_key, dataset))
-    return {"stage": stage, "key": config_key(stage_config), "parent": encoder_key, **label, "eval_dataset": dataset, "protocol": seeded.probe.protocol, "metrics": {"test_accuracy": accuracy}}
+    """The record of the table's evaluation (its metric) of ``dataset``, as the pipeline stores it
+    (a few-shot record with the half-width of its 95% interval)."""
+    (stage,) = EVALUATIONS[table.metric].stages(seeded, encoder_key, dataset, table.transfer(dataset))
+    metrics = {"test_accuracy": accuracy, **({"ci95": accuracy / 50} if table.metric == "fewshot" else {})}
+    return {"stage": stage.stage, "key": config_key(stage.config), "parent": encoder_key, **label, "eval_dataset": dataset, **stage.label, "metrics": metrics}
 
 
 def table_ledger(table, seeds: dict[str, int] | int, rng: random.Random, overrides: list[str] = (), noise: bool = False) -> tuple[list[dict], dict]:

@@ -211,11 +211,11 @@ COCO_LAYOUT = {  # part -> image id -> [(category id, bbox, iscrowd)], in annota
 
 
 def write_mscoco(root, category_ids=(90, 1, 18)):
-    """``mscoco/annotations/instances_{train,val}2017.json`` and ``mscoco/{train,val}2017/*.jpg``:
+    """``coco/annotations/instances_{train,val}2017.json`` and ``coco/{train,val}2017/*.jpg``:
     a colour gradient per image (so that every crop box shows different pixels); the categories
     listed unsorted; a crowd box and boxes of 8 and 5 px among them. Returns {part: [(file, box, label)]},
     the crops in annotation-file order with their hand-computed boxes' inputs."""
-    folder = root / "mscoco"
+    folder = root / "coco"
     (folder / "annotations").mkdir(parents=True)
     categories = [{"id": c, "name": f"thing {c}", "supercategory": "x"} for c in category_ids]
     expected = {}
@@ -266,11 +266,11 @@ def test_mscoco_cap_keeps_the_first_boxes_of_a_class(tmp_path, monkeypatch):
 def test_mscoco_bad_boxes_and_files_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(released, "MSCOCO_CLASSES", 3)
     write_mscoco(tmp_path)
-    (tmp_path / "mscoco" / "val2017" / "000000000011.jpg").unlink()
+    (tmp_path / "coco" / "val2017" / "000000000011.jpg").unlink()
     with pytest.raises(DatasetMissingError, match="mscoco: .*000000000011.jpg is missing") as err:
         DATASETS["mscoco"].load("test", tmp_path, False)
     assert "\n" not in str(err.value)
-    annotations = tmp_path / "mscoco" / "annotations" / "instances_train2017.json"
+    annotations = tmp_path / "coco" / "annotations" / "instances_train2017.json"
     data = json.loads(annotations.read_text())
     data["annotations"][0]["bbox"] = [150, 10, 5, 5]  # right of the 100-px image: an empty crop
     annotations.write_text(json.dumps(data))

@@ -108,7 +108,7 @@ def test_tables_keep_the_recipe_quirks_the_numbers_depend_on():
     assert ring.cell_config(by_label["IR"], "cifar10").pretrain.split == "pretrain"
 
 
-@pytest.mark.parametrize("name", ["hcl-readme-stl10", "ring-table1", "moco-demo-cifar10"])
+@pytest.mark.parametrize("name", ["hcl-readme-stl10", "ring-table1", "moco-demo-cifar10", "ring-transfer", "shapes-fewshot"])
 def test_report_cells_agree_with_the_raw_ledger_records(name):
     rng = random.Random(name)
     table = load_table(name)
@@ -116,7 +116,7 @@ def test_report_cells_agree_with_the_raw_ledger_records(name):
     records, truth = table_ledger(table, seeds, rng, noise=True)
     rng.shuffle(records)
     cells = table_cells(table, records, PUBLISHED)
-    assert len(cells) == len(table.rows) * len(table.datasets)
+    assert len(cells) == len(table.rows) * len(table.columns)
     for cell in cells:
         values = truth.get((cell.row, cell.dataset), [])
         assert cell.n == len(values)
@@ -130,6 +130,8 @@ def test_report_cells_agree_with_the_raw_ledger_records(name):
             assert cell.std is None  # one seed has no spread
         if cell.published_value is not None:
             assert cell.delta == pytest.approx(statistics.fmean(values) - cell.published_value)
+        if table.metric == "fewshot":  # each seed's 95% interval over its episodes
+            assert cell.ci95 == pytest.approx([v / 50 for v in values])
 
     csv = pd.read_csv(io.StringIO(render_table(table, cells, "csv")))
     assert len(csv) == len(cells) and set(csv["row"]) == {r.label for r in table.rows}
@@ -138,7 +140,8 @@ def test_report_cells_agree_with_the_raw_ledger_records(name):
     latex = render_table(table, cells, "latex")
     assert latex.count("\\begin{tabular}") == 1 and latex.count("\\end{tabular}") == 1
     header = next(line for line in latex.splitlines() if "&" in line)
-    assert header.count("&") == 4 * len(table.datasets)  # method + (ours, random init, published, delta) per dataset
+    averages = 2 if len(table.targets) > 1 else 0  # a transfer table's average, ours and published
+    assert header.count("&") == 4 * len(table.columns) + averages  # method + (ours, random init, published, delta) per column
 
 
 def test_a_number_measured_with_another_protocol_is_marked():

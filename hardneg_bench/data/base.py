@@ -88,6 +88,9 @@ class DatasetSpec:
     transfer_target: str | None = None
     builtin: bool = False
     """True for the generated datasets that need no files."""
+    location: str | None = None
+    """Where its files sit under the data root (what ``reproduce --dry-run`` looks for to say
+    whether it is there); None for a built-in dataset."""
     folder: bool = False
     """True for image folders of varying image sizes (ImageNet, ImageNet-100): evaluated with
     Resize(image_size / 0.875) + CenterCrop(image_size) unless the probe says otherwise; the

@@ -82,6 +82,7 @@ CIFAR10 = DatasetSpec(
     load=_loader("cifar10", TorchvisionCIFAR10, "labels"),
     split_sizes=_SIZES,
     transfer_target="cifar100",
+    location="cifar-10-batches-py",
 )
 
 CIFAR100 = DatasetSpec(
@@ -94,4 +95,5 @@ CIFAR100 = DatasetSpec(
     load=_loader("cifar100", TorchvisionCIFAR100, "fine_labels"),
     split_sizes=_SIZES,
     transfer_target="cifar10",
+    location="cifar-100-python",
 )

@@ -78,4 +78,5 @@ IMAGENET = DatasetSpec(
     # training images (732 to 1,300 per class) and 50,000 validation images (50 per class)
     split_sizes={"pretrain": 1_281_167, "train": 1_281_167, "test": 50_000},
     folder=True,
+    location="imagenet",
 )

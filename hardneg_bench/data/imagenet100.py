@@ -56,4 +56,5 @@ IMAGENET100 = DatasetSpec(
     # images per class): it is counted from the folder when loaded (reproduce --dry-run does so)
     split_sizes={"test": 5_000},
     folder=True,
+    location="imagenet",
 )

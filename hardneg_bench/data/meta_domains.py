@@ -109,13 +109,13 @@ def read_images(name: str, paths: list[Path], boxes: list[Box] | None = None) ->
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def domain_spec(name: str, description: str, num_classes: int, load, train: int | None = None, test: int | None = None) -> DatasetSpec:
+def domain_spec(name: str, description: str, num_classes: int, load, location: str, train: int | None = None, test: int | None = None) -> DatasetSpec:
     """A Meta-Dataset domain's registry entry: stored at ``SIDE`` px with ImageNet statistics,
     pretrained on (when it is) its training split; ``train``/``test``: the split sizes where the
     files fix them (else counted at load)."""
     sizes = {} if train is None else {"pretrain": train, "train": train, "test": test}
     # ImageNet statistics as every Ring transform; departs: viewmaker's per-domain ones (docs/meta_dataset.md)
-    return DatasetSpec(name=name, description=description, num_classes=num_classes, image_size=SIDE, mean=MEAN, std=STD, load=load, split_sizes=sizes)
+    return DatasetSpec(name=name, description=description, num_classes=num_classes, image_size=SIDE, mean=MEAN, std=STD, load=load, split_sizes=sizes, location=location)
 
 
 def _tensor_set(name: str, samples: list[tuple[Path, int]], boxes: list[Box] | None = None) -> ImageTensorSet:
@@ -179,7 +179,7 @@ def load_dtd(split: Split, root: Path, download: bool) -> ImageTensorSet:
 DTD_CLASSES = 47
 
 # 40 images per class in each of train / val / test (Cimpoi et al., CVPR 2014)
-DTD_SPEC = domain_spec("dtd", "DTD textures (Meta-Dataset domain): 47 classes, partition 1, train1 + val1 / test1, stored at 84 px", DTD_CLASSES, load_dtd, train=3_760, test=1_880)
+DTD_SPEC = domain_spec("dtd", "DTD textures (Meta-Dataset domain): 47 classes, partition 1, train1 + val1 / test1, stored at 84 px", DTD_CLASSES, load_dtd, "dtd/dtd", train=3_760, test=1_880)
 
 
 # --- FGVC-Aircraft ------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def load_aircraft(split: Split, root: Path, download: bool) -> ImageTensorSet:
 AIRCRAFT_CLASSES = 100
 
 # 10,000 images in three equal parts (Maji et al., 2013): trainval 6,667, test 3,333
-AIRCRAFT_SPEC = domain_spec("aircraft", "FGVC-Aircraft (Meta-Dataset domain): 100 variants, trainval / test, cropped to the bounding boxes, stored at 84 px", AIRCRAFT_CLASSES, load_aircraft, train=6_667, test=3_333)
+AIRCRAFT_SPEC = domain_spec("aircraft", "FGVC-Aircraft (Meta-Dataset domain): 100 variants, trainval / test, cropped to the bounding boxes, stored at 84 px", AIRCRAFT_CLASSES, load_aircraft, "fgvc-aircraft-2013b", train=6_667, test=3_333)
 
 
 # --- GTSRB --------------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def load_gtsrb(split: Split, root: Path, download: bool) -> ImageTensorSet:
 GTSRB_CLASSES = 43
 
 # sizes: int(0.8 n) of each class's training images: counted at load
-GTSRB_SPEC = domain_spec("gtsrb", "GTSRB traffic signs (Meta-Dataset domain): 43 classes, the training images split 80/20 per class (seed 42), stored at 84 px", GTSRB_CLASSES, load_gtsrb)
+GTSRB_SPEC = domain_spec("gtsrb", "GTSRB traffic signs (Meta-Dataset domain): 43 classes, the training images split 80/20 per class (seed 42), stored at 84 px", GTSRB_CLASSES, load_gtsrb, "gtsrb/GTSRB/Training")
 
 
 # --- Omniglot -----------------------------------------------------------------------------------
@@ -304,6 +304,6 @@ def load_omniglot(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 
 # 20 drawings of each of the 1,623 characters (Lake et al., 2015): int(0.8 * 20) = 16 train, 4 test
-OMNIGLOT_SPEC = domain_spec("omniglot", "Omniglot (Meta-Dataset domain): 1,623 characters, split 80/20 per character (seed 42), stored at 84 px", OMNIGLOT_CLASSES, load_omniglot, train=25_968, test=6_492)
+OMNIGLOT_SPEC = domain_spec("omniglot", "Omniglot (Meta-Dataset domain): 1,623 characters, split 80/20 per character (seed 42), stored at 84 px", OMNIGLOT_CLASSES, load_omniglot, "omniglot-py", train=25_968, test=6_492)
 
 META_DOMAINS = (DTD_SPEC, AIRCRAFT_SPEC, GTSRB_SPEC, OMNIGLOT_SPEC)

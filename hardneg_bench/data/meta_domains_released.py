@@ -87,7 +87,7 @@ def load_cub(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 
 # 11,788 images (Wah et al., 2011): train_test_split.txt marks 5,994 train, 5,794 test
-CUB_SPEC = domain_spec("cub", "CUB-200-2011 birds (Meta-Dataset domain): 200 species, official train / test, stored at 84 px", CUB_CLASSES, load_cub, train=5_994, test=5_794)
+CUB_SPEC = domain_spec("cub", "CUB-200-2011 birds (Meta-Dataset domain): 200 species, official train / test, stored at 84 px", CUB_CLASSES, load_cub, "CUB_200_2011", train=5_994, test=5_794)
 
 
 # --- FGVCx Fungi 2018 ----------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def load_fungi(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 
 # the FGVCx 2018 competition's released labelled images: 85,578 train, 4,182 val
-FUNGI_SPEC = domain_spec("fungi", "FGVCx Fungi 2018 (Meta-Dataset domain): 1,394 species, train.json / val.json, stored at 84 px", FUNGI_CLASSES, load_fungi, train=85_578, test=4_182)
+FUNGI_SPEC = domain_spec("fungi", "FGVCx Fungi 2018 (Meta-Dataset domain): 1,394 species, train.json / val.json, stored at 84 px", FUNGI_CLASSES, load_fungi, "fungi", train=85_578, test=4_182)
 
 
 # --- QuickDraw -----------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def load_quickdraw(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 
 # 345 classes x QUICKDRAW_PER_CLASS drawings: int(0.8 * 500) = 400 train, 100 test a class
-QUICKDRAW_SPEC = domain_spec("quickdraw", f"QuickDraw (Meta-Dataset domain): 345 classes, first {QUICKDRAW_PER_CLASS} drawings of each split 80/20 (seed 42), stored at 84 px", QUICKDRAW_CLASSES, load_quickdraw, train=138_000, test=34_500)
+QUICKDRAW_SPEC = domain_spec("quickdraw", f"QuickDraw (Meta-Dataset domain): 345 classes, first {QUICKDRAW_PER_CLASS} drawings of each split 80/20 (seed 42), stored at 84 px", QUICKDRAW_CLASSES, load_quickdraw, "quickdraw", train=138_000, test=34_500)
 
 
 # --- VGG Flowers ---------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def load_flowers102(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 
 # 8,189 images (Nilsback & Zisserman, 2008), int(0.8 n) of each class's for train: counted at load
-FLOWERS_SPEC = domain_spec("flowers102", "VGG Flowers (Meta-Dataset domain): 102 classes, all 8,189 images split 80/20 per class (seed 42), stored at 84 px (needs scipy)", FLOWERS_CLASSES, load_flowers102)
+FLOWERS_SPEC = domain_spec("flowers102", "VGG Flowers (Meta-Dataset domain): 102 classes, all 8,189 images split 80/20 per class (seed 42), stored at 84 px (needs scipy)", FLOWERS_CLASSES, load_flowers102, "flowers-102")
 
 
 # --- MSCOCO object crops -------------------------------------------------------------------------
@@ -254,17 +254,17 @@ def coco_crop_box(bbox: Sequence[float], width: int, height: int) -> tuple[int, 
 
 
 def load_mscoco(split: Split, root: Path, download: bool) -> ImageTensorSet:
-    """Object crops of COCO 2017 as their mscoco.py: ``root/mscoco/annotations/instances_{train,
-    val}2017.json`` and the images ``root/mscoco/{train,val}2017/<file_name>`` (their path
+    """Object crops of COCO 2017 as their mscoco.py: ``root/coco/annotations/instances_{train,
+    val}2017.json`` and the images ``root/coco/{train,val}2017/<file_name>`` (their path
     ``'%012d.jpg' % image_id``, l.88, is that name); train and pretrain are the crops of train2017,
     test those of val2017 (l.65-68); labels are the categories' positions in the file's
     ``categories`` list (l.77-78), crops in annotation-file order, cut by :func:`coco_crop_box`.
     departs: at most ``MSCOCO_PER_CLASS`` crops a class."""
     root = Path(root)
-    folder = root / "mscoco"
+    folder = root / "coco"  # the folder the detection datasets read too (detection/datasets.py)
     part = "val2017" if split == "test" else "train2017"
     annotations = folder / "annotations" / f"instances_{part}.json"
-    how = f"get {part}.zip and annotations_trainval2017.zip from {MSCOCO_URL} and extract both into mscoco/"
+    how = f"get {part}.zip and annotations_trainval2017.zip from {MSCOCO_URL} and extract both into coco/"
     require("mscoco", [annotations, folder / part], how, root)
     try:
         data = json.loads(annotations.read_text())
@@ -313,6 +313,6 @@ def load_mscoco(split: Split, root: Path, download: bool) -> ImageTensorSet:
 
 
 # sizes depend on the cap: counted at load
-MSCOCO_SPEC = domain_spec("mscoco", f"MSCOCO object crops (Meta-Dataset domain): 80 categories, train2017 / val2017 boxes grown {MSCOCO_BOX_SCALE}x, at most {MSCOCO_PER_CLASS:,} a class, stored at 84 px", MSCOCO_CLASSES, load_mscoco)
+MSCOCO_SPEC = domain_spec("mscoco", f"MSCOCO object crops (Meta-Dataset domain): 80 categories, train2017 / val2017 boxes grown {MSCOCO_BOX_SCALE}x, at most {MSCOCO_PER_CLASS:,} a class, stored at 84 px", MSCOCO_CLASSES, load_mscoco, "coco")
 
 RELEASED_DOMAINS = (CUB_SPEC, FUNGI_SPEC, QUICKDRAW_SPEC, FLOWERS_SPEC, MSCOCO_SPEC)

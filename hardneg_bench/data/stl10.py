@@ -78,4 +78,5 @@ STL10 = DatasetSpec(
     load=load,
     split_sizes={"pretrain": 105_000, "train": 5_000, "test": 8_000},
     transfer_target="cifar10",
+    location="stl10_binary",
 )

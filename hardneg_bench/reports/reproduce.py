@@ -148,6 +148,35 @@ def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides:
     return runs
 
 
+@dataclass(frozen=True)
+class Presence:
+    dataset: str
+    present: bool
+    detail: str
+    """Where it was found, or the one-line advice of its loader on where to put it."""
+
+
+def dataset_presence(table: PaperTable, data_root: Path) -> list[Presence]:
+    """Whether each dataset the table reads (its pretraining datasets and its columns) is under
+    ``data_root``: its folder exists (its files are checked when a run loads it), or is built in.
+    An absent one carries the line its loader gives without downloading (it fails at its first
+    missing path, before reading any image)."""
+    found = []
+    for name in dict.fromkeys([*table.datasets, *table.columns]):
+        spec = get_dataset(name)
+        if spec.builtin:
+            found.append(Presence(name, True, "built in"))
+        elif (data_root / spec.location).exists():
+            found.append(Presence(name, True, str(data_root / spec.location)))
+        else:
+            try:
+                spec.load("test", data_root, False)
+                found.append(Presence(name, True, str(data_root)))
+            except DatasetMissingError as err:
+                found.append(Presence(name, False, str(err)))
+    return found
+
+
 def bench_command(run: PlannedRun, device: str) -> str:
     """The ``bench`` command that measures the throughput ``run`` needs (its throughput key: the
     keys where the run departs from the method's recipe are set)."""
