@@ -67,7 +67,7 @@ def _eligible_classes(labels: torch.Tensor, ways: int, per_class: int, shots: in
         raise ConfigError(
             f"few-shot episodes need {ways} classes with at least {per_class} images each "
             f"(shots {shots} + queries {queries}); only {int(keep.sum())} of {classes.numel()} classes "
-            f"have that many (the largest has {largest})"
+            f"have that many (the largest has {largest}): lower fewshot.queries or fewshot.shots"
         )
     return classes[keep], counts[keep]
 
