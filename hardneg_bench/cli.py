@@ -718,7 +718,8 @@ def list_(
             t = load_table(name)
             ids = [row.published[d] for row, d in t.cells() if d in row.published]
             missing = sum(numbers[i].value is None for i in ids if i in numbers)
-            table.add_row(name, str(len(t.rows)), ", ".join(t.datasets), str(len(t.rows) * len(t.datasets)), f"{len(ids) - missing} ({missing})", t.title)
+            datasets = f"{t.datasets[0]} -> {', '.join(t.targets)}" if t.targets else ", ".join(t.datasets)
+            table.add_row(name, str(len(t.rows)), datasets, str(len(t.rows) * len(t.columns)), f"{len(ids) - missing} ({missing})", t.title)
     else:
         from .provenance import run_descriptions
         from .store import RunStore
