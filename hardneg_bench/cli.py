@@ -452,7 +452,7 @@ def report(
         for paper_table, cells in shown:
             _emit(render_table(paper_table, cells, format, set_))
             if out_dir is not None:
-                seeds = max((c.n for c in cells), default=0) or 1
+                seeds = max((c.seed_count for c in cells), default=0) or 1
                 _write(lambda: write_results(paper_table, cells, out_dir, seeds, set_), Console(stderr=True))
         return
     frame = results_frame(records)
@@ -543,7 +543,7 @@ def reproduce(
     from . import distributed
     from .engine.runtime import device_name
     from .pipeline import Pipeline
-    from .reports.reproduce import plan
+    from .reports.reproduce import RELEASED, plan
     from .store import RunStore
     from .reports.table_report import render_table, table_cells, write_results
     from .reports.tables import check_table, load_table
@@ -566,7 +566,7 @@ def reproduce(
         _evaluate_released(paper_table, checkpoints, seeds, set_, lambda cfg: Pipeline(cfg, store, runtime, root, download))
         planned = []
     for p in planned:
-        if p.status == "cached":
+        if p.status in ("cached", RELEASED):  # released weights alone: evaluated with --checkpoints
             continue
         console.print(f"[bold]{paper_table.name}[/]: {p.row.label} on {p.dataset}, seed {p.seed}")
         _say_runs_as(p.cfg)
@@ -575,30 +575,34 @@ def reproduce(
         return
     cells = table_cells(paper_table, store.ledger(), numbers, set_)
     _emit(render_table(paper_table, cells, "table", set_))
-    most = max([seeds, *(c.n for c in cells)])  # earlier runs may have added seeds
+    most = max([seeds, *(c.seed_count for c in cells)])  # earlier runs may have added seeds
     _write(lambda: write_results(paper_table, cells, _results_dir(results_dir, store), most, set_), console)
 
 
 def _print_plan(paper_table, planned: list, device: str, device_option: str, data_root: Path) -> None:
     """The dry-run's table and what its estimates cover; unknown stays unknown."""
-    from .reports.reproduce import bench_command, dataset_presence, describe_key, throughput_key
+    from .reports.reproduce import GPU_CHECK_DETECTION, RELEASED, bench_command, dataset_presence, describe_detection, describe_key, throughput_key
     from .pipeline import pretrain_stage
 
-    out = Table("row", "target" if paper_table.targets else "dataset", "seed", "status", "pretraining images", f"est. hours ({device})", "estimated from", title=f"{paper_table.name}: {paper_table.title}")
+    detection = paper_table.detection
+    columns = ["row", "target" if paper_table.targets else "dataset", "seed", "status", "pretraining images", f"est. hours ({device})", "estimated from"]
+    out = Table(*columns, *(["detection to run", f"est. detection hours ({device})", "detection estimated from"] if detection else []), title=f"{paper_table.name}: {paper_table.title}")
     for p in planned:
         images = "unknown" if p.images is None else f"{p.images:,}"
-        if p.status == "shared":
+        if p.status == RELEASED:
+            images, hours, source = "—", "—", "the authors' weights: reproduce --checkpoints DIR evaluates them"
+        elif p.status == "shared":
             images = "(above)"
             hours, source = "—", "pretrained by its row's first cell above"
         elif p.status != "to run":
-            hours, source = ("—", "cached") if p.status == "cached" else ("—", "pretrained; its evaluation is not estimated")
+            hours, source = ("—", "cached") if p.status == "cached" else ("—", "pretrained" if detection else "pretrained; its evaluation is not estimated")
         elif p.images is None:
             hours, source = "unknown", f"{p.cfg.dataset}'s {p.cfg.pretrain.split} split is not counted: not found in {data_root}"
         elif p.throughput is None:
             hours, source = "unknown", f"nothing measured for {describe_key(throughput_key(pretrain_stage(p.cfg)[0]))} on this device"
         else:
             hours, source = f"{p.seconds / 3600:.2f}", p.throughput.source
-        out.add_row(p.row.label, p.dataset, str(p.seed), p.status, images, hours, source)
+        out.add_row(p.row.label, p.dataset, str(p.seed), p.status, images, hours, source, *(_detection_plan(p.detection, describe_detection) if detection else []))
     console.print(out)
     presence = dataset_presence(paper_table, data_root)
     present = [f.dataset for f in presence if f.present]
@@ -606,19 +610,24 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
     for f in presence:
         if not f.present:
             console.print(f"  absent: {f.detail}", highlight=False, soft_wrap=True)
-    to_run = [p for p in planned if p.status == "to run"]
+    pretrainable = [p for p in planned if p.status != RELEASED]
+    to_run = [p for p in pretrainable if p.status == "to run"]
     known = [p.seconds for p in to_run if p.seconds is not None]
-    cached, pretrained, shared = (sum(p.status == status for p in planned) for status in ("cached", "pretrained", "shared"))
-    line = f"{cached} of {len(planned)} runs cached" + (f", {pretrained} pretrained (their evaluations to run)" if pretrained else "") + (f", {shared} on a pretraining planned above" if shared else "")
+    cached, pretrained, shared = (sum(p.status == status for p in pretrainable) for status in ("cached", "pretrained", "shared"))
+    line = f"{cached} of {len(pretrainable)} runs cached" + (f", {pretrained} pretrained (their evaluations to run)" if pretrained else "") + (f", {shared} on a pretraining planned above" if shared else "")
     if not to_run:
-        console.print(line + "; nothing to pretrain.", highlight=False)
-        return
-    if not known:
+        line += "; nothing to pretrain"
+    elif not known:
         line += f"; no estimate for the {len(to_run)} to run"
     elif len(known) == len(to_run):
         line += f"; estimated {sum(known) / 3600:.2f} hours of pretraining for the {len(to_run)} to run"
     else:
         line += f"; estimated {sum(known) / 3600:.2f} hours of pretraining for {len(known)} of the {len(to_run)} to run, the other {len(to_run) - len(known)} unknown (not in this total)"
+    if detection:
+        line += _detection_total([p.detection for p in pretrainable])
+        released = [p.detection for p in planned if p.status == RELEASED]
+        if released:
+            line += _detection_total(released, " on the released weights (with reproduce --checkpoints DIR)")
     console.print(line + ".", highlight=False)
     uncounted = sorted({p.cfg.dataset for p in to_run if p.images is None})
     if uncounted:
@@ -631,6 +640,37 @@ def _print_plan(paper_table, planned: list, device: str, device_option: str, dat
         console.print("A run without a throughput gets one from a bench on this device, which the estimate then uses:", highlight=False)
         for p in unmeasured.values():
             console.print(f"  {bench_command(p, device_option)}", highlight=False, soft_wrap=True)
+    untimed = sorted({describe_detection(p.detection.key) for p in planned if p.detection is not None and p.detection.trainings and p.detection.rate is None})
+    if untimed:
+        console.print(f"Nothing timed the {', '.join(untimed)} on this device: a finished detection stage in the ledger does, or `{GPU_CHECK_DETECTION}` on this machine.", highlight=False, soft_wrap=True)
+
+
+def _detection_plan(work, describe) -> list[str]:
+    """A planned run's detection columns: the fine-tunings to run, their hours and the source."""
+    if not work.trainings:
+        return ["—", "—", "cached"]
+    runs = f"{work.trainings} × {work.iterations:,} it"
+    if work.rate is None:
+        return [runs, "unknown", f"nothing timed for the {describe(work.key)} on this device"]
+    return [runs, f"{work.seconds / 3600:.2f}", f"{work.rate.seconds_per_iteration:.3f} s/it: {work.rate.source}"]
+
+
+def _detection_total(works: list, where: str = "") -> str:
+    """The summary of the detection fine-tunings of ``works``: how many, and the estimated hours
+    of those that are timed."""
+    todo = [w for w in works if w.trainings]
+    count = sum(w.trainings for w in todo)
+    if not count:
+        return f"; no detection fine-tuning to run{where}"
+    known = [w for w in todo if w.rate is not None]
+    timed = sum(w.trainings for w in known)
+    hours = sum(w.seconds for w in known) / 3600
+    said = f"; {count} detection fine-tuning{'s' if count > 1 else ''} to run{where}: "
+    if not known:
+        return said + "no estimate"
+    if timed == count:
+        return said + f"estimated {hours:.2f} hours"
+    return said + f"estimated {hours:.2f} hours for {timed}, the other {count - timed} unknown (not in this total)"
 
 
 @app.command("export")
@@ -716,7 +756,7 @@ def list_(
         table = Table("experiment", "rows", "datasets", "cells", "published (missing)", "title")
         for name in table_names():
             t = load_table(name)
-            ids = [row.published[d] for row, d in t.cells() if d in row.published]
+            ids = [i for row in t.rows for i in row.record_ids()]
             missing = sum(numbers[i].value is None for i in ids if i in numbers)
             datasets = f"{t.datasets[0]} -> {', '.join(t.targets)}" if t.targets else ", ".join(t.datasets)
             table.add_row(name, str(len(t.rows)), datasets, str(len(t.rows) * len(t.columns)), f"{len(ids) - missing} ({missing})", t.title)

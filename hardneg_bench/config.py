@@ -271,6 +271,41 @@ class FewShotConfig:
         require(bool(self.heads) and all(h in FEWSHOT_HEADS for h in self.heads), "heads", f"must name some of {', '.join(FEWSHOT_HEADS)}")
 
 
+DETECTION_ARCHS = ("c4", "fpn")
+DETECTION_TASKS = ("boxes", "masks", "keypoints")
+DETECTION_SCHEDULES = ("voc-24k", "coco-1x", "coco-2x")
+
+
+@dataclass
+class DetectionConfig:
+    """Fine-tuning a detector initialised from the encoder (``transfer: [voc0712:detection]``).
+
+    The fields are the agreed detection stage format's; the detection stage's own branch defines
+    this dataclass in full (its validation and the sources of its defaults), and that version
+    replaces this one. Defaults: facebookresearch/moco@132aea9 detection/configs (Base-RCNN-C4-BN.yaml:
+    IMS_PER_BATCH 16, BASE_LR 0.02; pascal_voc_R_50_C4_24k.yaml: 24k iterations) and detection/
+    README.md (VOC numbers are means of 5 trials)."""
+
+    arch: str = "c4"
+    task: str = "boxes"
+    schedule: str = "voc-24k"
+    trials: int = 5
+    batch_size: int = 16
+    lr: float = 0.02
+    iterations: int | None = None
+    """None: the schedule's."""
+    precise_bn_iterations: int = 200
+    checkpoint_every: int = 2000
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        require(self.arch in DETECTION_ARCHS, "arch", f"must be one of {', '.join(DETECTION_ARCHS)}, got {self.arch!r}")
+        require(self.task in DETECTION_TASKS, "task", f"must be one of {', '.join(DETECTION_TASKS)}, got {self.task!r}")
+        require(self.schedule in DETECTION_SCHEDULES, "schedule", f"must be one of {', '.join(DETECTION_SCHEDULES)}, got {self.schedule!r}")
+        require(self.trials >= 1, "trials", "must be at least 1")
+        require(self.iterations is None or self.iterations >= 1, "iterations", "must be at least 1")
+
+
 @dataclass
 class RunConfig:
     """Everything that determines a run's results (and so its keys in the run store)."""
@@ -290,6 +325,8 @@ class RunConfig:
     the dataset's default target with the linear probe."""
     fewshot: FewShotConfig = field(default_factory=FewShotConfig)
     """The episodes of the ``fewshot`` protocol."""
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    """The detector fine-tuned on every transfer target named ``DATASET:detection``."""
     random_init_baseline: bool = True
     """Also evaluate a randomly initialised encoder of the same architecture, as a floor."""
 

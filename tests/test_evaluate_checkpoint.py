@@ -3,6 +3,7 @@ and kNN stages as a pretraining, cached by the file's content, recorded with its
 and origin, and labelled in the report as the checkpoint it is."""
 
 import hashlib
+import json
 import shutil
 
 import torch
@@ -94,7 +95,7 @@ def test_reproduce_checkpoints_evaluates_the_released_weights_it_finds_and_names
     """``reproduce TABLE --checkpoints DIR``: the files found are evaluated with their cell's
     settings and shown in a "released weights" column; one line names the missing ones and
     where they are published; a folder with none of them is one error line, exit 2."""
-    from hardneg_bench import tables
+    from hardneg_bench.reports import tables
 
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "released-check.yaml").write_text(TABLE)
@@ -113,3 +114,28 @@ def test_reproduce_checkpoints_evaluates_the_released_weights_it_finds_and_names
     row = next(line for line in result.output.splitlines() if line.lstrip("│ ").startswith("SimCLR"))
     assert f"{probe['metrics']['test_accuracy']:.2f} (1 seed)" in row
     assert not any(r["stage"] == "pretrain" for r in RunStore(runs).ledger())  # released weights only: nothing pretrained
+
+
+def test_a_row_of_released_weights_only_is_never_pretrained_and_shows_their_evaluation(tmp_path, monkeypatch):
+    """A ``released_only`` row (a supervised model's weights): ``reproduce`` pretrains nothing for
+    it, ``--checkpoints`` evaluates its file, and the report shows that evaluation, no "ours"."""
+    from hardneg_bench.reports import tables
+
+    (tmp_path / "tables").mkdir()
+    only = TABLE.replace("  - label: SimCLR\n    method: simclr\n", "  - label: SimCLR\n    method: simclr\n    released_only: true\n")
+    (tmp_path / "tables" / "released-only.yaml").write_text(only.split("  - label: Other")[0])
+    monkeypatch.setattr(tables, "tables_dir", lambda: tmp_path / "tables")
+    folder, runs = tmp_path / "weights", tmp_path / "runs"
+    folder.mkdir()
+    plain = invoke(monkeypatch, "reproduce", "released-only", "--set", "random_init_baseline=false", runs=runs, columns=300)
+    assert plain.exit_code == 0, plain.output
+    assert not any(r["stage"] == "pretrain" for r in RunStore(runs).ledger())
+
+    _encoder_file(folder / "mine.pt")
+    done = invoke(monkeypatch, "reproduce", "released-only", "--checkpoints", str(folder), "--set", "random_init_baseline=false", runs=runs, columns=300)
+    assert done.exit_code == 0, done.output
+    (probe,) = [r for r in RunStore(runs).ledger() if r["stage"] == "probe"]
+    report = invoke(monkeypatch, "report", "--table", "released-only", "--set", "random_init_baseline=false", "--format", "json", "--no-write", runs=runs)
+    (cell,) = json.loads(report.stdout)
+    assert (cell["method"], cell["n"], cell["released_only"]) == ("hardneg-bench weights", 0, True)
+    assert cell["released_weights"] == round(probe["metrics"]["test_accuracy"], 2) and cell["released_n"] == 1

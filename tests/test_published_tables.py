@@ -90,7 +90,10 @@ def test_every_table_cell_is_a_run_config_with_a_known_published_record(name):
     for row, column in table.cells():
         cfg = table.cell_config(row, column)
         assert cfg.method == row.method
-        if table.targets:  # a transfer cell pretrains on the table's dataset and names its column as its one target
+        if table.metric == "detection":  # a detection column is DATASET or DATASET:TASK: its dataset is the target, its task the detector's
+            dataset, _, task = column.partition(":")
+            assert cfg.dataset == table.datasets[0] and cfg.transfer == (f"{dataset}:detection",) and cfg.detection.task == (task or "boxes")
+        elif table.targets:  # a transfer cell pretrains on the table's dataset and names its column as its one target
             assert cfg.dataset == table.datasets[0] and cfg.transfer == (f"{column}:{table.metric}",)
         else:
             assert cfg.dataset == column

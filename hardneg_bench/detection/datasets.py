@@ -328,13 +328,15 @@ class DetectionSpec:
     splits: tuple[str, ...]
     tasks: tuple[Task, ...]
     load: Callable[[str, Path, Task], Dataset[Item]]
+    location: str
+    """Where its files sit under the data root (what ``reproduce --dry-run`` looks for)."""
 
 
 DETECTION_DATASETS: dict[str, DetectionSpec] = {
     spec.name: spec
     for spec in (
-        DetectionSpec("voc0712", "PASCAL VOC: train = VOC2007 trainval + VOC2012 trainval, test = VOC2007 test (20 classes)", tuple(VOC_SPLITS), ("boxes",), lambda split, root, task: VocDetection(root, VOC_SPLITS[split], training=split == "train")),
-        DetectionSpec("coco2017", "COCO 2017: train2017 / val2017, boxes and masks (80 classes) or person keypoints", COCO_SPLITS, ("boxes", "masks", "keypoints"), lambda split, root, task: CocoDetection(root, split, task)),
+        DetectionSpec("voc0712", "PASCAL VOC: train = VOC2007 trainval + VOC2012 trainval, test = VOC2007 test (20 classes)", tuple(VOC_SPLITS), ("boxes",), lambda split, root, task: VocDetection(root, VOC_SPLITS[split], training=split == "train"), "VOCdevkit"),
+        DetectionSpec("coco2017", "COCO 2017: train2017 / val2017, boxes and masks (80 classes) or person keypoints", COCO_SPLITS, ("boxes", "masks", "keypoints"), lambda split, root, task: CocoDetection(root, split, task), "coco"),
     )
 }
 

@@ -12,6 +12,20 @@ and says where the throughput came from:
 A split size the dataset does not fix (ImageNet-100's training split, 732 to 1,300 images per
 class) is counted in the data root when the dataset is there. Whatever is not known is unknown,
 never guessed: no images count or no throughput, no estimate.
+
+A detection table's cells add the detectors to fine-tune: each detection stage not yet done (one
+per trial, for the pretrained encoder and, with ``random_init_baseline``, the random-init one) costs
+its schedule's iterations x a measured seconds per iteration, with the same detector (arch, task,
+batch) on the same device:
+
+1. the median ``seconds_per_iteration`` of finished detection stages in the ledger (their
+   ``metrics.device`` naming the device);
+2. else the latest detection figure kept in the run store's ``bench.jsonl`` (a record with
+   ``"stage": "detection"``, ``device``, ``date``, ``detection`` (the DetectionConfig as data) and
+   ``seconds_per_iteration``), which ``benchmarks/gpu_check.py --only detection`` measures.
+
+A row of released weights only has no pretraining; its detection stages are what
+``reproduce --checkpoints DIR`` runs.
 """
 
 from __future__ import annotations
@@ -20,15 +34,28 @@ import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import ConfigError, RunConfig, config_key
+from ..config import ConfigError, RunConfig, config_key, to_dict
 from ..data.base import DatasetMissingError, DatasetSpec
 from ..data.registry import get_dataset
+from ..detection.datasets import DETECTION_DATASETS
 from ..methods import get_method
-from ..pipeline import pretrain_stage
+from ..pipeline import pretrain_stage, random_init_stage
 from ..recipes import resolve_config
 from ..store import RunStore
-from .table_report import cell_stage
+from .table_report import cell_stages, released_results
 from .tables import PaperTable, TableRow
+
+RELEASED = "released weights"
+"""The status of a row of released weights only: nothing to pretrain (``reproduce --checkpoints``)."""
+
+SCHEDULE_ITERATIONS = {
+    "voc-24k": 24_000,  # facebookresearch/moco@132aea9 detection/configs/pascal_voc_R_50_C4_24k.yaml:15 MAX_ITER
+    "coco-1x": 90_000,  # facebookresearch/detectron2@02b5c4e configs/Base-RCNN-C4.yaml:15, Base-RCNN-FPN.yaml:39 MAX_ITER
+    "coco-2x": 180_000,  # facebookresearch/moco@132aea9 detection/configs/coco_R_50_C4_2x.yaml:13 MAX_ITER
+}
+"""The iterations of each detection schedule (``detection.iterations``, when set, replaces them)."""
+
+GPU_CHECK_DETECTION = "python benchmarks/gpu_check.py --only detection"
 
 
 @dataclass(frozen=True)
@@ -39,19 +66,48 @@ class Throughput:
 
 
 @dataclass(frozen=True)
+class DetectionRate:
+    seconds_per_iteration: float
+    source: str
+    """Where the figure comes from, in words (the ledger's detection stages or a GPU check)."""
+
+
+@dataclass(frozen=True)
+class DetectionWork:
+    """The detectors a planned run still has to fine-tune."""
+
+    trainings: int
+    """Detection stages not done and not counted by an earlier run of the plan."""
+    iterations: int
+    """Iterations of each."""
+    key: tuple
+    """:func:`detection_key` of the detector."""
+    rate: DetectionRate | None
+    """The measured seconds per iteration; None if nothing comparable was measured."""
+
+    @property
+    def seconds(self) -> float | None:
+        if self.rate is None:
+            return None if self.trainings else 0.0
+        return self.trainings * self.iterations * self.rate.seconds_per_iteration
+
+
+@dataclass(frozen=True)
 class PlannedRun:
     row: TableRow
     dataset: str
     seed: int
     cfg: RunConfig
     status: str
-    """``cached`` (pretrained and evaluated), ``pretrained`` (evaluation to run), ``to run``, or
+    """``cached`` (pretrained and evaluated), ``pretrained`` (evaluation to run), ``to run``,
     ``shared`` (to run, on the pretraining of an earlier cell of the plan: a transfer table's
-    columns share one)."""
+    columns share one), or :data:`RELEASED` (a row of released weights only)."""
     images: int | None
     """Images seen by pretraining: epochs x pretraining-split size; None if the split's size is unknown."""
     throughput: Throughput | None
     """The measured images/s the estimate uses; None if nothing comparable was measured."""
+    detection: DetectionWork | None = None
+    """A detection cell's fine-tuning still to do (None in other tables)."""
 
     @property
     def seconds(self) -> float | None:
@@ -102,6 +158,48 @@ def bench_throughput(store: RunStore, device: str) -> dict[tuple, Throughput]:
     return found
 
 
+def detection_key(detection: dict | None) -> tuple | None:
+    """What a detector's seconds per iteration depend on, from its DetectionConfig as data: its
+    architecture, task and batch; None when they are not there."""
+    try:
+        return (detection["arch"], detection["task"], detection["batch_size"])
+    except (KeyError, TypeError):
+        return None
+
+
+def describe_detection(key: tuple) -> str:
+    arch, task, batch = key
+    return f"{arch} {task} detector, batch {batch}"
+
+
+def measured_detection_rates(records: list[dict], device: str) -> dict[tuple, list[float]]:
+    """Seconds per iteration of every finished detection stage on ``device``, by detection key."""
+    found: dict[tuple, list[float]] = {}
+    for record in records:
+        metrics = record.get("metrics", {})
+        if record["stage"] != "detection" or metrics.get("device") != device or metrics.get("seconds_per_iteration") is None:
+            continue
+        key = detection_key((record.get("config") or {}).get("detection"))
+        if key is not None:
+            found.setdefault(key, []).append(metrics["seconds_per_iteration"])
+    return found
+
+
+def bench_detection_rates(store: RunStore, device: str) -> dict[tuple, DetectionRate]:
+    """The latest detection figure of a GPU check on ``device`` kept in ``bench.jsonl``, by key."""
+    found: dict[tuple, DetectionRate] = {}
+    for record in store.bench_records():
+        key = detection_key(record.get("detection"))
+        if record.get("stage") != "detection" or record.get("device") != device or key is None or record.get("seconds_per_iteration") is None:
+            continue
+        found[key] = DetectionRate(record["seconds_per_iteration"], f"GPU check of {record.get('date', '?')}")
+    return found
+
+
+def detection_iterations(cfg: RunConfig) -> int:
+    return cfg.detection.iterations or SCHEDULE_ITERATIONS[cfg.detection.schedule]
+
+
 def split_images(spec: DatasetSpec, split: str, data_root: Path | None) -> int | None:
     """The size of ``split``: fixed by the dataset, else counted in ``data_root`` (image folders,
     listed without reading an image); None when neither."""
@@ -117,23 +215,43 @@ def split_images(spec: DatasetSpec, split: str, data_root: Path | None) -> int |
 
 def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides: list[str] = (), data_root: Path | None = None) -> list[PlannedRun]:
     ledger_rates, bench_rates = measured_throughput(store, device), bench_throughput(store, device)
+    records = list(store.ledger()) if table.detection else []
+    detection_rates, detection_bench = measured_detection_rates(records, device), bench_detection_rates(store, device)
     sizes: dict[tuple[str, str], int | None] = {}
     runs = []
     planned: set[str] = set()
+    fine_tunings: set[str] = set()
+
+    def work(cfg: RunConfig, todo: int) -> DetectionWork:
+        key = detection_key(to_dict(cfg.detection))
+        rates = detection_rates.get(key)
+        rate = DetectionRate(statistics.median(rates), f"{len(rates)} finished detection stage{'s' if len(rates) > 1 else ''} in the ledger") if rates else detection_bench.get(key)
+        return DetectionWork(todo, detection_iterations(cfg), key, rate)
+
     for row, dataset in table.cells():
         base = table.cell_config(row, dataset, overrides=overrides)
         spec = get_dataset(table.pretrain_dataset(dataset))
         for seed in range(seeds):
             cfg = replace(base, seed=seed)
+            if row.released_only:
+                evaluated = {trial for s, trial in released_results(table, row, dataset, cfg, records) if s == seed}
+                runs.append(PlannedRun(row, dataset, seed, cfg, RELEASED, None, None, work(cfg, cfg.detection.trials - len(evaluated)) if table.detection else None))
+                continue
             stage_config = pretrain_stage(cfg)[0]
             pretrain_key = config_key(stage_config)
             if not store.is_done("pretrain", pretrain_key):
                 status = "shared" if pretrain_key in planned else "to run"
                 planned.add(pretrain_key)
-            elif store.is_done(*cell_stage(table, cfg, pretrain_key, dataset)):
+            elif all(store.is_done(*stage) for stage in cell_stages(table, cfg, pretrain_key, dataset)):
                 status = "cached"
             else:
                 status = "pretrained"
+            detection = None
+            if table.detection:
+                encoders = [pretrain_key, *([config_key(random_init_stage(cfg)[0])] if cfg.random_init_baseline else [])]
+                todo = {key for encoder in encoders for stage, key in cell_stages(table, cfg, encoder, dataset) if not store.is_done(stage, key)} - fine_tunings
+                fine_tunings |= todo
+                detection = work(cfg, len(todo))
             split = (spec.name, cfg.pretrain.split)
             if split not in sizes:
                 sizes[split] = split_images(spec, cfg.pretrain.split, data_root)
@@ -144,7 +262,7 @@ def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides:
                 throughput = Throughput(statistics.median(rates), f"{len(rates)} finished pretraining{'s' if len(rates) > 1 else ''} in the ledger")
             else:
                 throughput = bench_rates.get(key)
-            runs.append(PlannedRun(row, dataset, seed, cfg, status, images, throughput))
+            runs.append(PlannedRun(row, dataset, seed, cfg, status, images, throughput, detection))
     return runs
 
 
@@ -157,23 +275,30 @@ class Presence:
 
 
 def dataset_presence(table: PaperTable, data_root: Path) -> list[Presence]:
-    """Whether each dataset the table reads (its pretraining datasets and its columns) is under
-    ``data_root``: its folder exists (its files are checked when a run loads it), or is built in.
-    An absent one carries the line its loader gives without downloading (it fails at its first
-    missing path, before reading any image)."""
+    """Whether each dataset the table reads (its pretraining datasets and its columns; a detection
+    table's targets from the detection registry) is under ``data_root``: its folder exists (its
+    files are checked when a run loads it), or it is built in. An absent one carries the line its
+    loader gives without downloading (it fails at its first missing path, before reading any image)."""
     found = []
-    for name in dict.fromkeys([*table.datasets, *table.columns]):
-        spec = get_dataset(name)
-        if spec.builtin:
-            found.append(Presence(name, True, "built in"))
-        elif (data_root / spec.location).exists():
-            found.append(Presence(name, True, str(data_root / spec.location)))
+    for column in dict.fromkeys([*table.datasets, *table.columns]):
+        name, _, task = column.partition(":")
+        if table.metric == "detection" and column in table.targets:
+            spec = DETECTION_DATASETS[name]
+            location, load = spec.location, lambda spec=spec, task=task: spec.load(spec.splits[-1], data_root, task or "boxes")
         else:
-            try:
-                spec.load("test", data_root, False)
-                found.append(Presence(name, True, str(data_root)))
-            except DatasetMissingError as err:
-                found.append(Presence(name, False, str(err)))
+            spec = get_dataset(name)
+            if spec.builtin:
+                found.append(Presence(column, True, "built in"))
+                continue
+            location, load = spec.location, lambda spec=spec: spec.load("test", data_root, False)
+        if (data_root / location).exists():
+            found.append(Presence(column, True, str(data_root / location)))
+            continue
+        try:
+            load()
+            found.append(Presence(column, True, str(data_root)))
+        except DatasetMissingError as err:
+            found.append(Presence(column, False, str(err)))
     return found
 
 

@@ -1,7 +1,8 @@
 """A paper table re-run, laid out as the paper prints it: rows are methods, columns datasets (or a
 transfer table's target domains, with their average), each cell ours (mean ± sample std over
 seeds, or one seed's value; a few-shot cell of one seed: mean ± its 95% interval over episodes)
-beside the published number and the difference.
+beside the published number and the difference. A detection column has one cell per measure
+(AP50, AP, AP75, ...), each the mean ± sample std over every trial of every seed.
 
 Every cell is recomputed from the ledger: the table's config for the cell (with the overrides it
 was reproduced with) gives the pretraining group key (the config without its seed); every finished
@@ -25,29 +26,54 @@ from tabulate import tabulate
 from ..config import ConfigError, RunConfig, config_key
 from ..evaluations.registry import EVALUATIONS
 from ..pipeline import pretrain_stage, random_init_stage, runs_as_label
-from .protocols import our_settings
+from .protocols import SETTINGS, our_settings
 from .published import OUR_MODE, Protocol, PublishedRecord
 from .run_report import DECIMALS, FORMATS, MISSING, RUNS_AS, accuracy_cell, json_records, latex_table
 from .results_files import Outcome, markdown_with_count, save_figure, write_unless_fewer
 from ..store import atomic_write_text
-from .tables import PaperTable
+from .tables import TEST_ACCURACY, PaperTable, TableRow
 
 DIFFERENT_PROTOCOL = "†"
 AVERAGE = "average"
 """A transfer table's last column: the mean of a row's cells over its target domains."""
 
 
-def cell_stage(table: PaperTable, cfg: RunConfig, encoder_key: str, column: str) -> tuple[str, str]:
-    """The ledger stage and key of the evaluation a cell of ``column`` reads for the encoder
-    ``encoder_key`` (its config ``cfg``): the table's metric on the column's dataset."""
-    (stage,) = EVALUATIONS[table.metric].stages(cfg, encoder_key, column, table.transfer(column))
-    return stage.stage, config_key(stage.config)
+def cell_stages(table: PaperTable, cfg: RunConfig, encoder_key: str, column: str) -> list[tuple[str, str]]:
+    """The ledger stage and key of every evaluation a cell of ``column`` reads for the encoder
+    ``encoder_key`` (its config ``cfg``): the table's metric on the column's dataset; one stage,
+    or for detection one per trial (in trial order)."""
+    stages = EVALUATIONS[table.metric].stages(cfg, encoder_key, table.evaluated_on(column), table.transfer(column))
+    return [(stage.stage, config_key(stage.config)) for stage in stages]
 
 
 def our_protocol(table: PaperTable, cfg: RunConfig) -> Protocol:
     """How our number in ``table`` is measured: offline, with every setting of the table's metric
-    as the cell's config ``cfg`` applies it."""
-    return Protocol(kind=table.metric, mode=OUR_MODE, settings=our_settings(cfg, table.metric))
+    as the cell's config ``cfg`` applies it (a detection protocol states none)."""
+    return Protocol(kind=table.metric, mode=OUR_MODE, settings=our_settings(cfg, table.metric) if table.metric in SETTINGS else {})
+
+
+def count_cell(mean: float | None, std: float | None, seeds: tuple[int, ...], detection: bool) -> str:
+    """``mean ± std (n seeds)``; a detection cell counts its trials (``(5 trials)``, and
+    ``(10 trials, 2 seeds)`` over several seeds); one value has no spread."""
+    if not detection:
+        return accuracy_cell(mean, std, len(seeds))
+    if not seeds or mean is None:
+        return MISSING
+    several = len(set(seeds))
+    count = f"{len(seeds)} trial{'s' if len(seeds) > 1 else ''}" + (f", {several} seeds" if several > 1 else "")
+    return f"{mean:.2f} ({count})" if std is None else f"{mean:.2f} ± {std:.2f} ({count})"
+
+
+def _mean(values: tuple[float, ...]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _std(values: tuple[float, ...]) -> float | None:
+    """The sample standard deviation; None for fewer than two values (a spread needs two)."""
+    if len(values) < 2:
+        return None
+    mean = _mean(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 @dataclass(frozen=True)
@@ -56,8 +82,10 @@ class Cell:
     method: str
     dataset: str
     values: tuple[float, ...]
-    """Our test accuracies, one per finished seed (in seed order)."""
+    """Our values of :attr:`measure`, one per finished seed (in seed order), or for detection one
+    per finished (seed, trial), in that order."""
     seeds: tuple[int, ...]
+    """The seed of each value."""
     published: PublishedRecord | None
     protocol_differences: tuple[str, ...]
     random_init: tuple[float, ...] = ()
@@ -72,41 +100,51 @@ class Cell:
     per evaluation seed."""
     ci95: tuple[float, ...] = ()
     """Per seed, the half-width of the 95% interval of a few-shot mean over its episodes."""
+    measure: str = TEST_ACCURACY
+    """The key of the evaluation records' metrics the cell shows (``AP50`` of a detection column)."""
+    released_seeds: tuple[int, ...] = ()
+    """The evaluation seed of each :attr:`released` value."""
+    released_only: bool = False
+    """The row is the authors' released weights alone (nothing of ours is pretrained)."""
+
+    @property
+    def detection(self) -> bool:
+        return self.measure != TEST_ACCURACY
 
     @property
     def random_init_mean(self) -> float | None:
-        return sum(self.random_init) / len(self.random_init) if self.random_init else None
+        return _mean(self.random_init)
 
     @property
     def released_mean(self) -> float | None:
-        return sum(self.released) / len(self.released) if self.released else None
+        return _mean(self.released)
 
     @property
     def released_std(self) -> float | None:
-        if len(self.released) < 2:
-            return None
-        mean = self.released_mean
-        return math.sqrt(sum((v - mean) ** 2 for v in self.released) / (len(self.released) - 1))
+        return _std(self.released)
 
     @property
     def ci95_mean(self) -> float | None:
-        return sum(self.ci95) / len(self.ci95) if self.ci95 else None
+        return _mean(self.ci95)
 
     @property
     def n(self) -> int:
         return len(self.values)
 
     @property
+    def seed_count(self) -> int:
+        """How many seeds the values come from (a detection cell has several values per seed)."""
+        return len(set(self.seeds))
+
+    @property
     def mean(self) -> float | None:
-        return sum(self.values) / self.n if self.values else None
+        return _mean(self.values)
 
     @property
     def std(self) -> float | None:
-        """Sample standard deviation over seeds; None for one seed (a spread needs two)."""
-        if self.n < 2:
-            return None
-        mean = self.mean
-        return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (self.n - 1))
+        """Sample standard deviation over the values (seeds, or trials of every seed); None for
+        one value (a spread needs two)."""
+        return _std(self.values)
 
     @property
     def published_value(self) -> float | None:
@@ -129,41 +167,57 @@ def table_cells(table: PaperTable, ledger: Iterable[dict], published: dict[str, 
         if r["stage"] == "pretrain":
             pretrainings.setdefault(r["group"], []).append(r)
     cells = []
-    for row, dataset in table.cells():
-        cfg = table.cell_config(row, dataset, overrides=overrides)
+    for row, column in table.cells():
+        cfg = table.cell_config(row, column, overrides=overrides)
         group = pretrain_stage(cfg)[1]["group"]
-        found: dict[int, dict] = {}
-        baseline: dict[int, dict] = {}
-        for pretraining in pretrainings.get(group, []):
+        found: dict[tuple[int, int], dict] = {}
+        baseline: dict[tuple[int, int], dict] = {}
+        for pretraining in [] if row.released_only else pretrainings.get(group, []):
             seeded = replace(cfg, seed=pretraining["seed"])
             for encoder_key, into in ((pretraining["key"], found), (config_key(random_init_stage(seeded)[0]), baseline)):
-                result = by_key.get(cell_stage(table, seeded, encoder_key, dataset))
-                if result is not None:
-                    into[pretraining["seed"]] = result["metrics"]
-        record_id = row.published.get(dataset)
-        record = published.get(record_id) if record_id else None
-        differences = tuple(record.protocol.differences(our_protocol(table, cfg))) if record is not None and record.value is not None else ()
-        seeds = tuple(sorted(found))
-        random_init = tuple(baseline[s]["test_accuracy"] for s in sorted(baseline))
-        released = _released_results(table, row, dataset, cfg, records)
-        ci95 = tuple(found[s]["ci95"] for s in seeds if "ci95" in found[s])
-        cells.append(Cell(row.label, row.method, dataset, tuple(found[s]["test_accuracy"] for s in seeds), seeds, record, differences, random_init, cfg, runs_as_label(cfg), released, ci95))
+                for trial, stage in enumerate(cell_stages(table, seeded, encoder_key, column)):
+                    result = by_key.get(stage)
+                    if result is not None:
+                        into[pretraining["seed"], trial] = result["metrics"]
+        released = released_results(table, row, column, cfg, records)
+        weights = row.released.get(column)
+        method = f"{weights.format} weights" if row.released_only and weights else row.method
+        ci95 = tuple(m["ci95"] for _, m in sorted(found.items()) if "ci95" in m)
+        for measure in table.measures(column):
+            record_id = row.record_id(column, measure)
+            record = published.get(record_id) if record_id else None
+            differences = tuple(record.protocol.differences(our_protocol(table, cfg))) if record is not None and record.value is not None else ()
+            values, seeds = _measured(found, measure)
+            theirs, released_seeds = _measured(released, measure)
+            runs_as = None if row.released_only else runs_as_label(cfg)
+            cells.append(
+                Cell(row.label, method, column, values, seeds, record, differences, _measured(baseline, measure)[0], cfg, runs_as, theirs, ci95, measure=measure, released_seeds=released_seeds, released_only=row.released_only)
+            )
     return cells
 
 
-def _released_results(table: PaperTable, row, dataset: str, cfg: RunConfig, records: list[dict]) -> tuple[float, ...]:
-    """The cell's evaluations of its released weights, by evaluation seed: evaluations of an
-    encoder read from a file of that name and format, with the cell's settings."""
-    weights = row.released.get(dataset)
+def _measured(results: dict[tuple[int, int], dict], measure: str) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """The values of ``measure`` in ``results`` (by (seed, trial), in that order; a None, which
+    COCO's evaluation gives for a size with no object, is no value) and the seed of each."""
+    given = [(seed, metrics[measure]) for (seed, _), metrics in sorted(results.items()) if metrics.get(measure) is not None]
+    return tuple(v for _, v in given), tuple(s for s, _ in given)
+
+
+def released_results(table: PaperTable, row: TableRow, column: str, cfg: RunConfig, records: list[dict]) -> dict[tuple[int, int], dict]:
+    """The metrics of the cell's evaluations of its released weights, by (evaluation seed,
+    trial): evaluations of an encoder read from a file of that name and format, with the cell's
+    settings."""
+    weights = row.released.get(column)
     if weights is None:
-        return ()
-    found: dict[int, float] = {}
+        return {}
+    found: dict[tuple[int, int], dict] = {}
     for r in records:
         if r.get("checkpoint") != weights.file or r.get("format") != weights.format or r["stage"] == "checkpoint":
             continue
-        if cell_stage(table, replace(cfg, seed=r["seed"]), r["parent"], dataset) == (r["stage"], r["key"]):
-            found[r["seed"]] = r["metrics"]["test_accuracy"]
-    return tuple(found[s] for s in sorted(found))
+        stages = cell_stages(table, replace(cfg, seed=r["seed"]), r["parent"], column)
+        if (r["stage"], r["key"]) in stages:
+            found[r["seed"], stages.index((r["stage"], r["key"]))] = r["metrics"]
+    return found
 
 
 def has_results(cells: list[Cell]) -> bool:
@@ -171,7 +225,7 @@ def has_results(cells: list[Cell]) -> bool:
 
 
 def result_count(cells: list[Cell]) -> int:
-    """How many results the table shows: one per finished (cell, seed)."""
+    """How many results the table shows: one per finished (cell, seed), or (cell, seed, trial)."""
     return sum(c.n for c in cells)
 
 
@@ -196,13 +250,16 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
                 "dataset": c.dataset,
                 "pretrained_on": table.pretrain_dataset(c.dataset),
                 "metric": table.metric,
+                "measure": c.measure,
                 "mean": _rounded(c.mean),
                 "std": _rounded(c.std),
                 "n": c.n,
+                "seeds": c.seed_count,
                 "ci95": _rounded(c.ci95_mean),
                 "random_init": _rounded(c.random_init_mean),
                 "released_weights": _rounded(c.released_mean),
                 "released_n": len(c.released),
+                "released_only": c.released_only,
                 "published": c.published_value,
                 "delta": _rounded(c.delta),
                 "protocol_differs": bool(c.protocol_differences),
@@ -218,7 +275,7 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
 
 
 def _ours(c: Cell) -> str:
-    cell = f"{c.mean:.2f} ± {c.ci95[0]:.2f} (1 seed)" if c.n == 1 and c.ci95 else accuracy_cell(c.mean, c.std, c.n)
+    cell = f"{c.mean:.2f} ± {c.ci95[0]:.2f} (1 seed)" if c.n == 1 and c.ci95 else count_cell(c.mean, c.std, c.seeds, c.detection)
     return f"{cell} {RUNS_AS}" if c.runs_as and c.values else cell
 
 
@@ -226,37 +283,36 @@ def _runs_as_notes(cells: list[Cell]) -> list[str]:
     return [f"{RUNS_AS} {c.row} on {c.dataset} trained as {c.runs_as['method']}: {c.runs_as['why']}" for c in cells if c.runs_as and c.values]
 
 
-def _footnote_key(c: Cell) -> tuple[str, tuple[str, ...]]:
-    """What a footnote says: the published record, and how the cell's protocol differs from it
-    (two cells compared with one record under different settings get a footnote each)."""
-    return c.published.id, c.protocol_differences
+def _footnote(c: Cell) -> str:
+    """What the footnote of ``c``'s published number says: its source, why it is missing, and how
+    the cell's protocol differs from it. Cells whose footnotes say the same share one (the AP50,
+    AP and AP75 records of one row of a detection table); two cells compared with one record under
+    different settings get one each."""
+    p = c.published
+    text = f"{p.paper}, {p.table}, row \"{p.row}\": {p.source}"
+    if p.value is None:
+        text += f". Missing: {p.missing}"
+    if c.protocol_differences:
+        text += f". {DIFFERENT_PROTOCOL} protocol differs: {'; '.join(c.protocol_differences)} ({p.protocol.details})"
+    return text
 
 
-def _footnotes(cells: list[Cell]) -> tuple[dict[tuple[str, tuple[str, ...]], int], list[str]]:
-    """Footnote numbers by :func:`_footnote_key`, and the footnote lines (source, protocol
-    differences, then the cells marked :data:`~hardneg_bench.report.RUNS_AS`)."""
-    numbers: dict[tuple[str, tuple[str, ...]], int] = {}
-    lines = []
+def _footnotes(cells: list[Cell]) -> tuple[dict[str, int], list[str]]:
+    """Footnote numbers by :func:`_footnote` text, and the footnote lines (then the cells marked
+    :data:`~hardneg_bench.report.RUNS_AS`)."""
+    numbers: dict[str, int] = {}
     for c in cells:
-        p = c.published
-        if p is None or _footnote_key(c) in numbers:
-            continue
-        numbers[_footnote_key(c)] = len(numbers) + 1
-        text = f"[{numbers[_footnote_key(c)]}] {p.paper}, {p.table}, row \"{p.row}\": {p.source}"
-        if p.value is None:
-            text += f". Missing: {p.missing}"
-        if c.protocol_differences:
-            text += f". {DIFFERENT_PROTOCOL} protocol differs: {'; '.join(c.protocol_differences)} ({p.protocol.details})"
-        lines.append(text)
-    return numbers, lines + _runs_as_notes(cells)
+        if c.published is not None:
+            numbers.setdefault(_footnote(c), len(numbers) + 1)
+    return numbers, [f"[{n}] {text}" for text, n in numbers.items()] + _runs_as_notes(cells)
 
 
-def _published(c: Cell, numbers: dict[tuple[str, tuple[str, ...]], int]) -> str:
+def _published(c: Cell, numbers: dict[str, int]) -> str:
     if c.published is None:
         return MISSING
     mark = DIFFERENT_PROTOCOL if c.protocol_differences else ""
     value = MISSING if c.published_value is None else f"{c.published_value:.2f}"
-    return f"{value}{mark} [{numbers[_footnote_key(c)]}]"
+    return f"{value}{mark} [{numbers[_footnote(c)]}]"
 
 
 def _delta(c: Cell) -> str:
@@ -268,23 +324,37 @@ def wide_layout(table: PaperTable, cells: list[Cell]) -> tuple[pd.DataFrame, lis
     pretraining, our evaluation; once the authors' released weights of a cell were evaluated, their
     column beside it: the released weights, our evaluation — and footnotes."""
     numbers, notes = _footnotes(cells)
-    lookup = {(c.row, c.dataset): c for c in cells}
+    lookup = {(c.row, c.dataset, c.measure): c for c in cells}
     rows = []
     for row in table.rows:
         line = {"method": row.label}
-        for dataset in table.columns:
-            c = lookup[row.label, dataset]
-            line[f"{dataset} ours"] = _ours(c)
+        for column, measure in panels(table):
+            c = lookup[row.label, column, measure]
+            head = panel_title(table, column, measure)
+            line[f"{head} ours"] = _ours(c)
             if any(other.released for other in cells):
-                line[f"{dataset} released weights"] = accuracy_cell(c.released_mean, c.released_std, len(c.released))
+                line[f"{head} released weights"] = count_cell(c.released_mean, c.released_std, c.released_seeds, c.detection)
             if any(other.random_init for other in cells):
-                line[f"{dataset} random init"] = MISSING if c.random_init_mean is None else f"{c.random_init_mean:.2f}"
-            line[f"{dataset} published"] = _published(c, numbers)
-            line[f"{dataset} Δ"] = _delta(c)
-        if len(table.targets) > 1:
-            line.update(_average(table, [lookup[row.label, column] for column in table.columns]))
+                line[f"{head} random init"] = MISSING if c.random_init_mean is None else f"{c.random_init_mean:.2f}"
+            line[f"{head} published"] = _published(c, numbers)
+            line[f"{head} Δ"] = _delta(c)
+        if len(table.targets) > 1 and not table.detection:  # an average of VOC and COCO APs means nothing
+            line.update(_average(table, [lookup[row.label, column, TEST_ACCURACY] for column in table.columns]))
         rows.append(line)
     return pd.DataFrame(rows), notes
+
+
+def panels(table: PaperTable) -> list[tuple[str, str]]:
+    """Every (column, measure) the table shows, in order: a detection column has several."""
+    return [(column, measure) for column in table.columns for measure in table.measures(column)]
+
+
+def panel_title(table: PaperTable, column: str, measure: str) -> str:
+    return f"{column} {measure}" if table.detection else column
+
+
+def _unit(table: PaperTable) -> str:
+    return "detection AP %" if table.detection else f"{table.metric} test accuracy %"
 
 
 def _mean_of(values: list[float | None]) -> str:
@@ -310,15 +380,23 @@ def _spread(values) -> str:
 def what_ran(cells: list[Cell], overrides: list[str] = ()) -> str:
     """One line from the cells' own configs: backbone, pretraining epochs and batch, seeds, and
     ``overrides`` (where no title names them)."""
-    configs = [c.config for c in cells if c.config is not None]
+    configs = [c.config for c in cells if c.config is not None and not c.released_only]
     epochs = {cfg.pretrain.epochs for cfg in configs}
-    counts = sorted({c.n for c in cells if c.n})
+    counts = sorted({c.seed_count for c in cells if c.n})
     if not counts:
         seeds = "no finished seed yet"
     else:
         seeds = f"{counts[0]}{f' to {counts[-1]}' if len(counts) > 1 else ''} seed{'s' if counts[-1] > 1 else ''} per finished cell"
     ran = f"{'Ran' if counts else 'Configured'}: {_spread(cfg.model.backbone for cfg in configs)} backbone, {_spread(epochs)} pretraining epoch{'s' if max(epochs, default=1) > 1 else ''}, batch {_spread(cfg.pretrain.batch_size for cfg in configs)}; {seeds}"
+    if any(c.detection for c in cells):
+        ran += f"; detection: {_spread(_detector(c.config) for c in cells if c.config is not None)}"
     return ran + (f"; overrides: {', '.join(f'--set {o}' for o in overrides)}." if overrides else ".")
+
+
+def _detector(cfg: RunConfig) -> str:
+    d = cfg.detection
+    iterations = f" cut to {d.iterations:,} iterations" if d.iterations is not None else ""
+    return f"{d.arch} {d.task}, schedule {d.schedule}{iterations}, batch {d.batch_size}, {d.trials} trial{'s' if d.trials > 1 else ''} per seed"
 
 
 def render_table(table: PaperTable, cells: list[Cell], fmt: str, overrides: list[str] = ()):
@@ -338,7 +416,7 @@ def render_table(table: PaperTable, cells: list[Cell], fmt: str, overrides: list
     from rich.markup import escape
     from rich.table import Table
 
-    out = Table(title=f"{table.name}: {table_title(table, overrides)} ({table.metric} test accuracy %)", caption="\n".join([what_ran(cells), *notes]), caption_justify="left")
+    out = Table(title=f"{table.name}: {table_title(table, overrides)} ({_unit(table)})", caption="\n".join([what_ran(cells), *notes]), caption_justify="left")
     for name in wide.columns:
         out.add_column(escape(str(name)), justify="left" if name == "method" else "right")
     for line in wide.itertuples(index=False):
@@ -360,6 +438,10 @@ def table_markdown(table: PaperTable, cells: list[Cell], seeds: int, overrides: 
     wide, notes = wide_layout(table, cells)
     several = any(c.n > 1 for c in cells)
     ours = "the mean ± sample std over seeds (n seeds), or one seed's value" if several else "one seed's value (no spread: that needs two seeds)"
+    measured = f"Test accuracy (%, {table.metric})"
+    if table.detection:
+        ours = "the mean ± sample std over every trial of every seed (n trials: each a detector fine-tuned from the seed's encoder), or one trial's value"
+        measured = "Detection AP (%: AP averaged over IoU 0.50:0.95, AP50 and AP75 at IoU 0.50 and 0.75; mask_ and keypoint_ the same for masks and keypoints)"
     parts = [
         f"# {table_title(table, overrides)}",
         "",
@@ -367,13 +449,15 @@ def table_markdown(table: PaperTable, cells: list[Cell], seeds: int, overrides: 
         "",
         what_ran(cells),
         "",
-        f"Test accuracy (%, {table.metric}); ours is {ours}; Δ = ours − published;",
+        f"{measured}; ours is {ours}; Δ = ours − published;",
         f"{MISSING} = not run yet or not published/verified; {DIFFERENT_PROTOCOL} = the published number was measured",
         "with a different protocol (see its footnote); random init = the same evaluation of the untrained",
         "encoder of the same architecture (mean over the same seeds), the floor a method must beat.",
         *([f"{RUNS_AS} = the run's settings switch its method's distinctive part off: it trained the method its note names."] if _runs_as_notes(cells) else []),
         *([f"Few-shot cells of one seed: mean ± the half-width of its 95% interval over the episodes (1.96 std / sqrt(episodes))."] if any(c.ci95 for c in cells) else []),
-        *([f"Pretrained on {table.datasets[0]}; each column is a target domain; {AVERAGE} = the mean over the domains, shown only when every domain has a value."] if table.targets else []),
+        *([f"Pretrained on {table.datasets[0]}; each column is a target domain; {AVERAGE} = the mean over the domains, shown only when every domain has a value."] if table.targets and not table.detection else []),
+        *([f"Pretrained on {table.datasets[0]}; each column is a detection dataset (DATASET:TASK for a task other than boxes), fine-tuned from each encoder."] if table.detection else []),
+        *(["A row of released weights only is the authors' encoder, which we evaluate but do not pretrain (ours: —)."] if any(c.released_only for c in cells) else []),
         "",
         tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True),
         "",
@@ -392,9 +476,10 @@ def table_markdown(table: PaperTable, cells: list[Cell], seeds: int, overrides: 
 
 
 def table_chart(table: PaperTable, cells: list[Cell], overrides: list[str] = ()):
-    """A bar chart per dataset: ours (with its sample std where there are several seeds), the
-    random-init floor across our bar, and the published number beside it where there is one.
-    Returns the matplotlib figure."""
+    """A bar chart per dataset (per measure of a detection column): ours (with its sample std
+    where there are several seeds, or trials), the random-init floor across our bar, our
+    evaluation of the released weights as a diamond on it, and the published number beside it
+    where there is one. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -403,23 +488,27 @@ def table_chart(table: PaperTable, cells: list[Cell], overrides: list[str] = ())
     published_any = any(c.published_value is not None for c in cells)
     width = 0.4 if published_any else 0.6
     offset = width / 2 if published_any else 0.0
-    fig, axes = plt.subplots(1, len(table.columns), figsize=(max(4.5, 1.0 * len(table.rows)) * len(table.columns), 4.2), squeeze=False)
+    shown = panels(table)
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(4.5, 1.0 * len(table.rows)) * len(shown), 4.2), squeeze=False)
     legend: dict = {}
-    for ax, dataset in zip(axes[0], table.columns):
-        row_cells = [c for c in cells if c.dataset == dataset]
+    for ax, (column, measure) in zip(axes[0], shown):
+        row_cells = [c for c in cells if c.dataset == column and c.measure == measure]
         ours_x = [x - offset for x in range(len(row_cells))]
         ax.bar(ours_x, [math.nan if c.mean is None else c.mean for c in row_cells], width, label="ours", color="tab:blue")  # nan: no bar
         spread = [(x, c) for x, c in zip(ours_x, row_cells) if c.std is not None]
         if spread:
-            ax.errorbar([x for x, _ in spread], [c.mean for _, c in spread], yerr=[c.std for _, c in spread], fmt="none", ecolor="black", capsize=3, label="sample std over seeds")
+            ax.errorbar([x for x, _ in spread], [c.mean for _, c in spread], yerr=[c.std for _, c in spread], fmt="none", ecolor="black", capsize=3, label=f"sample std over {'trials' if table.detection else 'seeds'}")
         if published_any:
             ax.bar([x + offset for x in range(len(row_cells))], [math.nan if c.published_value is None else c.published_value for c in row_cells], width, label="published", color="tab:orange")
+        released = [(x, c.released_mean) for x, c in zip(ours_x, row_cells) if c.released_mean is not None]
+        if released:
+            ax.plot([x for x, _ in released], [m for _, m in released], "D", color="tab:green", zorder=4, label="released weights, our evaluation")
         floors = [(x, c.random_init_mean) for x, c in zip(ours_x, row_cells) if c.random_init_mean is not None]
         if floors:
             ax.hlines([f for _, f in floors], [x - width / 2 for x, _ in floors], [x + width / 2 for x, _ in floors], colors="black", linewidth=2, zorder=3, label="random init")
         ax.set_xticks(range(len(row_cells)), [f"{c.row} {RUNS_AS}" if c.runs_as and c.values else c.row for c in row_cells], rotation=30, ha="right", fontsize=8)
-        ax.set_title(dataset)
-        ax.set_ylabel(f"{table.metric} top-1 (%)")
+        ax.set_title(panel_title(table, column, measure))
+        ax.set_ylabel(f"{measure} (%)" if table.detection else f"{table.metric} top-1 (%)")
         legend.update(zip(*reversed(ax.get_legend_handles_labels())))
     fig.legend(legend.values(), legend.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.88), fontsize=8, frameon=False)
     fig.suptitle(f"{table_title(table, overrides)}\n{what_ran(cells)}", fontsize=9)

@@ -9,6 +9,16 @@ A table's columns are its ``datasets`` (each pretrained on and evaluated on itse
 transfer table, its ``targets``: every column pretrained on the table's one dataset and evaluated
 on the target with the table's ``metric`` (``linear``, ``knn`` or ``fewshot``, an evaluation of
 hardneg_bench/evaluations/), which the cell's ``transfer`` setting names.
+
+A ``detection`` table's targets are detection datasets (hardneg_bench/detection/datasets.py), each
+``DATASET`` (boxes) or ``DATASET:TASK`` (``coco2017:masks``, ``coco2017:keypoints``): every column is
+a detector fine-tuned from the encoder ``detection.trials`` times, and shows the measures of its
+task (:data:`DETECTION_MEASURES`), each beside its own published record:
+``published: {voc0712: {AP50: ID, AP: ID, AP75: ID}}``.
+
+A row with ``released_only: true`` is the authors' released weights alone (a supervised ImageNet
+model): nothing of it is pretrained here, ``reproduce --checkpoints DIR`` evaluates its files, and
+its ``method`` only gives the evaluation settings.
 """
 
 from __future__ import annotations
@@ -20,11 +30,42 @@ from typing import Any
 from ..checkpoints import FORMATS
 from ..config import ConfigError, RunConfig, deep_merge, from_dict, load_yaml
 from ..data.registry import get_dataset
+from ..detection.datasets import DETECTION_DATASETS
 from ..evaluations.registry import EVALUATIONS
 from ..methods import get_method
 from ..recipes import experiments_dir, resolve_config
 
-METRICS = tuple(EVALUATIONS)
+DETECTION = "detection"
+TEST_ACCURACY = "test_accuracy"
+"""The one measure of a classification cell: the metric record's test accuracy."""
+
+_BOX = ("AP", "AP50", "AP75")
+DETECTION_MEASURES: dict[str, dict[str, tuple[str, ...]]] = {
+    "voc0712": {"boxes": ("AP50", "AP", "AP75")},  # facebookresearch/moco@132aea9 detection/README.md's column order
+    "coco2017": {
+        "boxes": _BOX,
+        "masks": (*_BOX, "mask_AP", "mask_AP50", "mask_AP75"),  # a Mask R-CNN's boxes and masks (MoCo's COCO columns AP^bb, AP^mk)
+        "keypoints": ("keypoint_AP", "keypoint_AP50", "keypoint_AP75"),
+    },
+}
+"""The measures a detection column shows, by target dataset and task: keys of a detection record's
+metrics (in %), in the order the column shows them."""
+DEFAULT_TASK = "boxes"
+
+
+def detection_target(column: str) -> tuple[str, str]:
+    """A detection column's dataset and task (``coco2017:masks``; boxes when it names none)."""
+    dataset, _, task = column.partition(":")
+    return dataset, task or DEFAULT_TASK
+
+
+def column_measures(metric: str, column: str) -> tuple[str, ...]:
+    """What a cell of ``column`` in a table of ``metric`` shows, each a key of its evaluation
+    record's metrics."""
+    if metric != DETECTION:
+        return (TEST_ACCURACY,)
+    dataset, task = detection_target(column)
+    return DETECTION_MEASURES[dataset][task]
 
 
 @dataclass(frozen=True)
@@ -46,9 +87,21 @@ class TableRow:
     config: dict = field(default_factory=dict)
     datasets: dict = field(default_factory=dict)
     published: dict = field(default_factory=dict)
-    """column -> id of the published record this cell is compared with."""
+    """column -> id of the published record this cell is compared with; in a detection table,
+    column -> {measure -> id}."""
     released: dict = field(default_factory=dict)
     """column -> :class:`ReleasedWeights` of the published number, where the authors released them."""
+    released_only: bool = False
+    """The row is its released weights only: nothing is pretrained for it."""
+
+    def record_id(self, column: str, measure: str) -> str | None:
+        """The id of the published record of ``column``'s ``measure``, if the row gives one."""
+        entry = self.published.get(column)
+        return entry.get(measure) if isinstance(entry, dict) else entry
+
+    def record_ids(self) -> list[str]:
+        """Every published id the row names."""
+        return [i for entry in self.published.values() for i in (entry.values() if isinstance(entry, dict) else [entry])]
 
 
 @dataclass(frozen=True)
@@ -70,6 +123,17 @@ class PaperTable:
     def columns(self) -> tuple[str, ...]:
         return self.targets or self.datasets
 
+    @property
+    def detection(self) -> bool:
+        return self.metric == DETECTION
+
+    def evaluated_on(self, column: str) -> str:
+        """The dataset name ``column``'s evaluation stages are keyed with."""
+        return detection_target(column)[0] if self.detection else column
+
+    def measures(self, column: str) -> tuple[str, ...]:
+        return column_measures(self.metric, column)
+
     def pretrain_dataset(self, column: str) -> str:
         """The dataset the encoder of ``column``'s cells is pretrained on."""
         return self.datasets[0] if self.targets else column
@@ -80,11 +144,13 @@ class PaperTable:
 
     def cell_config(self, row: TableRow, column: str, seed: int = 0, overrides: list[str] = ()) -> RunConfig:
         """The full run config of ``row`` in ``column`` with ``seed`` (a transfer table's cell
-        names its target, with the table's metric, as the run's one transfer target)."""
+        names its target, with the table's metric, as the run's one transfer target; a detection
+        column fixes the detector's task, over every layer)."""
         dataset = self.pretrain_dataset(column)
-        target = {"transfer": [f"{column}:{self.metric}"]} if self.targets else {}
+        target = {"transfer": [f"{self.evaluated_on(column)}:{self.metric}"]} if self.targets else {}
+        task = {"detection": {"task": detection_target(column)[1]}} if self.detection else {}
         layer: dict = {}
-        for part in (self.common, self.dataset_layers.get(dataset) or {}, self.target_layers.get(column) or {}, target, row.config, row.datasets.get(column) or {}, {"seed": seed}):
+        for part in (self.common, self.dataset_layers.get(dataset) or {}, self.target_layers.get(column) or {}, target, row.config, row.datasets.get(column) or {}, task, {"seed": seed}):
             layer = deep_merge(layer, part)
         return resolve_config(row.method, dataset, flags=layer, overrides=overrides)
 
@@ -104,7 +170,7 @@ def table_names() -> list[str]:
 
 
 _TABLE_KEYS = {"title", "source", "metric", "datasets", "targets", "common", "rows", "notes"}
-_ROW_KEYS = {"label", "method", "config", "datasets", "published", "released"}
+_ROW_KEYS = {"label", "method", "config", "datasets", "published", "released", "released_only"}
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -113,6 +179,32 @@ def _mapping(value: Any, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a mapping")
     return value
+
+
+def _detection_column(column: Any, where: str) -> str:
+    """A detection table's target ``DATASET`` or ``DATASET:TASK``, checked."""
+    dataset, task = detection_target(str(column))
+    if dataset not in DETECTION_DATASETS:
+        raise ConfigError(f"{where}: target {column!r} is not a detection dataset (known: {', '.join(DETECTION_DATASETS)}; a detection table's targets are DATASET or DATASET:TASK)")
+    tasks = DETECTION_DATASETS[dataset].tasks
+    if task not in tasks or task not in DETECTION_MEASURES.get(dataset, {}):
+        raise ConfigError(f"{where}: target {column!r}: {dataset} has no task {task!r} (tasks: {', '.join(tasks)})")
+    return str(column)
+
+
+def _published(entry: Any, measures: tuple[str, ...] | None, where: str) -> Any:
+    """A row's published entry for one column: a record id, or for a detection column a mapping
+    of some of its ``measures`` to record ids."""
+    if measures is None:
+        if not isinstance(entry, str):
+            raise ConfigError(f"{where} must be a published record id, got {entry!r}")
+        return entry
+    if not isinstance(entry, dict) or not all(isinstance(i, str) for i in entry.values()):
+        raise ConfigError(f"{where} must map measures ({', '.join(measures)}) to published record ids, got {entry!r}")
+    stray = [m for m in entry if m not in measures]
+    if stray:
+        raise ConfigError(f"{where}: {stray[0]!r} is not a measure of this column (its measures: {', '.join(measures)})")
+    return entry
 
 
 def load_table(name: str) -> PaperTable:
@@ -126,8 +218,8 @@ def load_table(name: str) -> PaperTable:
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected {', '.join(sorted(_TABLE_KEYS))})")
     metric = raw.get("metric", "linear")
-    if metric not in METRICS:
-        raise ConfigError(f"{where}: metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if metric not in EVALUATIONS:
+        raise ConfigError(f"{where}: metric must be one of {', '.join(EVALUATIONS)}, got {metric!r}")
     datasets = raw.get("datasets")
     if isinstance(datasets, dict):  # datasets: {name: layer}
         dataset_layers, names = datasets, tuple(datasets)
@@ -138,7 +230,12 @@ def load_table(name: str) -> PaperTable:
     names = tuple(get_dataset(d).name for d in names)
     targets = raw.get("targets")
     target_layers = _mapping(targets, f"{where}: targets") if isinstance(targets, dict) else {}
-    target_names = tuple(get_dataset(d).name for d in (targets or ()))
+    if metric == DETECTION:
+        target_names = tuple(_detection_column(d, where) for d in (targets or ()))
+        if not target_names:
+            raise ConfigError(f"{where}: a detection table needs targets (detection datasets, DATASET or DATASET:TASK)")
+    else:
+        target_names = tuple(get_dataset(d).name for d in (targets or ()))
     if targets is not None and not target_names:
         raise ConfigError(f"{where}: targets must be a non-empty list or mapping")
     if target_names and len(names) != 1:
@@ -151,17 +248,26 @@ def load_table(name: str) -> PaperTable:
         unknown = set(item) - _ROW_KEYS
         if unknown:
             raise ConfigError(f"{where}: row {item['label']!r}: unknown key {sorted(unknown)[0]!r} (expected {', '.join(sorted(_ROW_KEYS))})")
+        at = f"{where}: row {item['label']!r}"
+        published = _mapping(item.get("published"), f"{at} published")
+        stray = (set(published) | set(_mapping(item.get("released"), f"{at} released"))) - set(columns)
+        if stray:
+            raise ConfigError(f"{at} has a published number or released weights for {sorted(stray)[0]!r}, which is not one of its {'targets' if target_names else 'datasets'}")
+        measures = {c: column_measures(metric, c) if metric == DETECTION else None for c in columns}
+        released_only = item.get("released_only", False)
+        if not isinstance(released_only, bool):
+            raise ConfigError(f"{at} released_only must be true or false, got {released_only!r}")
         row = TableRow(
             label=str(item["label"]),
             method=get_method(item["method"]).name,
-            config=_mapping(item.get("config"), f"{where}: row {item['label']!r} config"),
-            datasets=_mapping(item.get("datasets"), f"{where}: row {item['label']!r} datasets"),
-            published=_mapping(item.get("published"), f"{where}: row {item['label']!r} published"),
-            released={d: from_dict(ReleasedWeights, w, f"{where}: row {item['label']!r} released.{d}") for d, w in _mapping(item.get("released"), f"{where}: row {item['label']!r} released").items()},
+            config=_mapping(item.get("config"), f"{at} config"),
+            datasets=_mapping(item.get("datasets"), f"{at} datasets"),
+            published={c: _published(entry, measures[c], f"{at} published.{c}") for c, entry in published.items()},
+            released={d: from_dict(ReleasedWeights, w, f"{at} released.{d}") for d, w in _mapping(item.get("released"), f"{at} released").items()},
+            released_only=released_only,
         )
-        stray = (set(row.published) | set(row.released)) - set(columns)
-        if stray:
-            raise ConfigError(f"{where}: row {row.label!r} has a published number or released weights for {sorted(stray)[0]!r}, which is not one of its {'targets' if target_names else 'datasets'}")
+        if released_only and not row.released:
+            raise ConfigError(f"{at} is released_only but lists no released weights")
         rows.append(row)
     if not rows:
         raise ConfigError(f"{where}: no rows")
@@ -181,18 +287,23 @@ def load_table(name: str) -> PaperTable:
 
 
 def check_table(table: PaperTable, published: dict) -> None:
-    """Resolve every cell's config and check every published id exists (a ConfigError if not)."""
-    for row, dataset in table.cells():
+    """Resolve every cell's config and check every published id exists, and for a detection
+    measure that its record gives that measure (a ConfigError if not)."""
+    for row, column in table.cells():
+        at = f"table {table.name}: row {row.label!r} on {column}"
         try:
-            cfg = table.cell_config(row, dataset)
+            cfg = table.cell_config(row, column)
         except ConfigError as err:
-            raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: {err}") from None
-        stages = EVALUATIONS[table.metric].stages(cfg, "", dataset, table.transfer(dataset))
-        if len(stages) != 1:
-            raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: a cell is one number, but its {table.metric} evaluation has {len(stages)} stages (for fewshot, set one fewshot.shots and one fewshot.heads)")
-        weights = row.released.get(dataset)
+            raise ConfigError(f"{at}: {err}") from None
+        stages = EVALUATIONS[table.metric].stages(cfg, "", table.evaluated_on(column), table.transfer(column))
+        if len(stages) != 1 and not table.detection:  # a detection cell is the mean of its trials, one stage each
+            raise ConfigError(f"{at}: a cell is one number, but its {table.metric} evaluation has {len(stages)} stages (for fewshot, set one fewshot.shots and one fewshot.heads)")
+        weights = row.released.get(column)
         if weights is not None and weights.format not in FORMATS:
-            raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: unknown checkpoint format {weights.format!r} (known: {', '.join(FORMATS)})")
-        record_id = row.published.get(dataset)
-        if record_id is not None and record_id not in published:
-            raise ConfigError(f"table {table.name}: row {row.label!r} on {dataset}: unknown published record {record_id!r}")
+            raise ConfigError(f"{at}: unknown checkpoint format {weights.format!r} (known: {', '.join(FORMATS)})")
+        for measure in table.measures(column):
+            record_id = row.record_id(column, measure)
+            if record_id is not None and record_id not in published:
+                raise ConfigError(f"{at}: unknown published record {record_id!r}")
+            if record_id is not None and table.detection and published[record_id].metric != measure:
+                raise ConfigError(f"{at}: published record {record_id!r} gives {published[record_id].metric}, not {measure}")
