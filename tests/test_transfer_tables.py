@@ -46,7 +46,7 @@ def test_a_fewshot_cell_of_one_seed_shows_its_interval_over_episodes():
     wide, _ = wide_layout(table, cells)
     line = wide.to_dict("records")[0]
     value = truth[table.rows[0].label, "shapes-novel"][0]
-    assert line["shapes-novel ours"] == f"{value:.2f} ± {value / 50:.2f} (1 seed)"  # fake_ledger's ci95 is accuracy / 50
+    assert line["shapes-novel ours"] == f"{value:.2f} ± {value / 50:.2f} (95% CI, 1 seed)"  # fake_ledger's ci95 is accuracy / 50
 
 
 @pytest.fixture
@@ -109,3 +109,26 @@ def test_the_dry_run_lists_the_datasets_present_and_how_to_get_the_others(tmp_pa
     assert {f.dataset for f in absent} == set(found) - {"dtd"}
     assert all(str(tmp_path) in f.detail and ("download" in f.detail or "get" in f.detail) for f in absent)
     assert all(f.present and f.detail == "built in" for f in dataset_presence(load_table("shapes-transfer"), tmp_path))
+
+
+def _record(stage: str, method: str, domain: str, accuracy: float, seed: int = 0, **extra) -> dict:
+    label = {"method": method, "dataset": "shapes", "backbone": "tiny", "epochs": 8, "seed": seed, "group": f"group-{method}"}
+    return {"stage": stage, "key": f"{stage}-{method}-{domain}-{seed}-{extra}", "parent": f"pretrain-{method}-{seed}", **label, "eval_dataset": domain, "protocol": "fast", **extra, "metrics": {"test_accuracy": accuracy, **({"ci95": accuracy / 40} if stage == "fewshot" else {})}}
+
+
+def test_the_run_report_averages_each_protocol_over_its_domains_and_shows_few_shot_intervals():
+    from hardneg_bench.reports.run_report import results_frame, wide_table
+
+    shot = {"fewshot": {"ways": 5, "shots": 5, "head": "nearest_mean"}}
+    records = [
+        _record("transfer", "simclr", "dtd", 40.0), _record("transfer", "simclr", "cub", 20.0), _record("transfer", "simclr", "aircraft", 30.0),
+        _record("transfer", "hcl", "dtd", 50.0), _record("transfer", "hcl", "cub", 24.0),  # no aircraft
+        _record("fewshot", "simclr", "dtd", 60.0, **shot), _record("fewshot", "simclr", "cub", 70.0, **shot),
+        _record("fewshot", "hcl", "dtd", 62.0, seed=0, **shot), _record("fewshot", "hcl", "dtd", 66.0, seed=1, **shot), _record("fewshot", "hcl", "cub", 68.0, **shot),
+    ]
+    wide = wide_table(results_frame(records)).set_index("method")
+    assert wide.loc["simclr", "transfer -> average of 3 domains"] == "30.00"
+    assert wide.loc["hcl", "transfer -> average of 3 domains"] == MISSING  # aircraft missing: no average
+    assert wide.loc["simclr", "5-way 5-shot nearest-mean -> dtd"] == "60.00 ± 1.50 (95% CI, 1 seed)"
+    assert wide.loc["hcl", "5-way 5-shot nearest-mean -> dtd"] == f"64.00 ± {statistics.stdev([62.0, 66.0]):.2f} (2 seeds)"  # seeds: their spread
+    assert wide.loc["hcl", "5-way 5-shot nearest-mean -> average of 2 domains"] == f"{(64.0 + 68.0) / 2:.2f}"

@@ -86,31 +86,52 @@ def results_frame(records: Iterable[dict]) -> pd.DataFrame:
         return f"{_column(r)} [{variant}]" if variant else _column(r)
 
     rows = [
-        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": column(r), "accuracy": r["metrics"]["test_accuracy"], **_runs_as(r)}
+        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": column(r), "accuracy": r["metrics"]["test_accuracy"], "ci95": r["metrics"].get("ci95"), **_runs_as(r)}
         for r in latest.values()
         if _column(r)
     ]
-    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "column", "accuracy", "runs_as", "runs_as_why"])
+    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "column", "accuracy", "ci95", "runs_as", "runs_as_why"])
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample std (NaN for one seed) and count over seeds for every (row, column), rounded
     to :data:`DECIMALS`, with the configuration's changes from its recipe and its ``runs_as``."""
-    stats = frame.groupby([*ROW, "group", "column"], sort=False)["accuracy"].agg(["mean", "std", "count"]).reset_index()
-    stats[["mean", "std"]] = stats[["mean", "std"]].round(DECIMALS)
+    grouped = frame.groupby([*ROW, "group", "column"], sort=False)
+    stats = grouped["accuracy"].agg(["mean", "std", "count"]).reset_index()
+    stats["ci95"] = grouped["ci95"].mean().to_numpy()  # few-shot: the mean over seeds of each seed's interval over its episodes
+    stats[["mean", "std", "ci95"]] = stats[["mean", "std", "ci95"]].round(DECIMALS)
     per_group = frame.drop_duplicates("group").set_index("group")
     for name in ("changes", "runs_as", "runs_as_why"):
         stats[name] = stats["group"].map(per_group[name])
     return stats
 
 
-def accuracy_cell(mean: float | None, std: float | None, n: int) -> str:
-    """``mean ± std (n seeds)``; one seed has no spread: ``mean (1 seed)``."""
+def accuracy_cell(mean: float | None, std: float | None, n: int, ci95: float | None = None) -> str:
+    """``mean ± std (n seeds)``; one seed has no spread: ``mean (1 seed)``, or, for a few-shot
+    mean over episodes, ``mean ± half-width of its 95% interval (95% CI, 1 seed)``."""
     if not n or mean is None:
         return MISSING
     if n == 1:
-        return f"{mean:.2f} (1 seed)"
+        return f"{mean:.2f} (1 seed)" if ci95 is None or pd.isna(ci95) else f"{mean:.2f} ± {ci95:.2f} (95% CI, 1 seed)"
     return f"{mean:.2f} ± {std:.2f} ({n} seeds)"
+
+
+def domain_averages(stats: pd.DataFrame) -> pd.DataFrame:
+    """For every evaluation measured on several transfer domains (``transfer -> dtd``,
+    ``transfer -> cub``, ...): per encoder configuration, the mean of its cells over those domains,
+    as a column ``transfer -> average of N domains``; only where the configuration has every
+    domain the report shows for it (else missing: an average over some domains is another number)."""
+    by_family = stats.assign(family=stats["column"].str.rpartition(" -> ")[0], domain=stats["column"].str.rpartition(" -> ")[2])
+    by_family = by_family[(by_family["family"] != "") & ~by_family["domain"].str.contains(r"\[")]
+    rows = []
+    for family, part in by_family.groupby("family", sort=False):
+        domains = set(part["domain"])
+        if len(domains) < 2:
+            continue
+        for group, cells in part.groupby("group", sort=False):
+            complete = set(cells["domain"]) == domains
+            rows.append({**cells.iloc[0][[*ROW, "group"]].to_dict(), "column": f"{family} -> average of {len(domains)} domains", "cell": f"{cells['mean'].mean():.2f}" if complete else MISSING})
+    return pd.DataFrame(rows, columns=[*ROW, "group", "column", "cell"])
 
 
 def accuracy_description(counts: Iterable[int]) -> str:
@@ -167,7 +188,8 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     method that ran with keys changed from its recipe names them, ``hcl (method_params.beta=2.0)``;
     when two configurations still share a label, a ``config`` column (the hash) tells them apart."""
     stats = summary(frame)
-    stats["cell"] = [accuracy_cell(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
+    stats["cell"] = [accuracy_cell(m, s, n, c) for m, s, n, c in zip(stats["mean"], stats["std"], stats["count"], stats["ci95"])]
+    stats = pd.concat([stats, domain_averages(stats)], ignore_index=True)
     wide = stats.pivot_table(index=[*ROW, "group"], columns="column", values="cell", aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
     columns = sorted(c for c in wide.columns if c not in [*ROW, "group"])

@@ -275,7 +275,7 @@ def cells_frame(table: PaperTable, cells: list[Cell]) -> pd.DataFrame:
 
 
 def _ours(c: Cell) -> str:
-    cell = f"{c.mean:.2f} ± {c.ci95[0]:.2f} (1 seed)" if c.n == 1 and c.ci95 else count_cell(c.mean, c.std, c.seeds, c.detection)
+    cell = f"{c.mean:.2f} ± {c.ci95[0]:.2f} (95% CI, 1 seed)" if c.n == 1 and c.ci95 else count_cell(c.mean, c.std, c.seeds, c.detection)
     return f"{cell} {RUNS_AS}" if c.runs_as and c.values else cell
 
 
