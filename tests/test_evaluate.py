@@ -225,3 +225,21 @@ def test_the_projection_head_is_stored_with_the_encoder(tmp_path):
         images = torch.randn(4, 3, spec.image_size, spec.image_size)
         loaded = load_encoder_with_head(tmp_path / f"{method}.pt", CPU.device)
         assert torch.allclose(loaded(images), model.projector(model.backbone(images)), atol=1e-5)
+
+
+def test_the_linear_protocol_gives_100_on_separated_features_and_chance_on_random_ones():
+    """Both transfer protocols' sanity check (the few-shot one's is in test_fewshot.py): features
+    that separate the classes perfectly are classified perfectly; random features, whose labels
+    carry nothing, at chance within the 95% binomial interval of the test split."""
+    classes, n_train, n_test = 5, 500, 2000
+    generator = torch.Generator().manual_seed(4)
+    cfg = ProbeConfig(epochs=20, batch_size=100, optimizer=OptimizerConfig(name="adam", lr=0.01, weight_decay=0.0))
+    y_train, y_test = torch.arange(n_train) % classes, torch.arange(n_test) % classes
+    separated = lambda y: torch.eye(classes)[y] * 3 + 0.1 * torch.randn(len(y), classes, generator=generator)  # noqa: E731
+    perfect = fast_linear_probe((separated(y_train), y_train), (separated(y_test), y_test), classes, cfg, seed=0)
+    assert perfect["train_accuracy"] == 100.0 and perfect["test_accuracy"] == 100.0
+    noise = lambda n: torch.randn(n, 32, generator=generator)  # noqa: E731
+    random_features = fast_linear_probe((noise(n_train), y_train), (noise(n_test), y_test), classes, cfg, seed=0)
+    chance = 100 / classes
+    half_width = 100 * 1.96 * math.sqrt((1 / classes) * (1 - 1 / classes) / n_test)
+    assert abs(random_features["test_accuracy"] - chance) < half_width
