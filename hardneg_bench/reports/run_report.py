@@ -2,8 +2,11 @@
 
 One row per pretrained encoder configuration (method, dataset, backbone, epochs; seeds
 aggregated), one column per evaluation: linear probe and kNN on the pretraining dataset,
-linear probe on each transfer dataset. A cell is test accuracy in %: ``mean ± std (n seeds)`` over
-seeds, or ``value (1 seed)`` (one seed has no spread: its std is null in CSV and JSON). A run whose
+linear probe on each transfer dataset, and AP50, AP and AP75 of a detection transfer (COCO's
+mask and keypoint AP beside them). A cell is test accuracy (or AP) in %: ``mean ± std (n seeds)``
+over seeds, or ``value (1 seed)`` (one seed has no spread: its std is null in CSV and JSON); the
+trials of a detection transfer are repeats like seeds, and its cells say so (``(5 trials)``,
+``(2 seeds × 5 trials)``; CSV and JSON give their number in ``trials``). A run whose
 settings switch its method's distinctive part off (its ledger label's ``runs_as``) is marked ‡.
 Numbers in CSV and JSON are rounded to 2 decimals, the resolution of an accuracy in % on 10,000 test
 images.
@@ -41,7 +44,22 @@ def _column(record: dict) -> str | None:
     if record["stage"] == "fewshot":
         f = record["fewshot"]
         return f"{f['ways']}-way {f['shots']}-shot {f['head'].replace('_', '-')} -> {record['eval_dataset']}"
+    if record["stage"] == "detection":
+        return f"detection -> {record['eval_dataset']}"
     return None
+
+
+DETECTION_COLUMNS = tuple((f"{prefix}{metric}", f"{prefix.replace('_', ' ')}{metric}") for prefix in ("", "mask_", "keypoint_") for metric in ("AP50", "AP", "AP75"))
+"""(metric, column name) of each figure of a detection record the report shows, where it has it."""
+
+
+def _cells(record: dict) -> list[tuple[str, float]]:
+    """(column, value) of each number ``record`` puts in the report: a detection record's AP
+    figures, each as ``AP50 -> voc0712``, else its test accuracy under its :func:`_column`."""
+    if record["stage"] != "detection":
+        return [(_column(record), record["metrics"]["test_accuracy"])]
+    found = [(name, record["metrics"].get(metric)) for metric, name in DETECTION_COLUMNS]
+    return [(f"{name} -> {record['eval_dataset']}", value) for name, value in found if value is not None]
 
 
 def _runs_as(record: dict) -> dict:
@@ -49,8 +67,8 @@ def _runs_as(record: dict) -> dict:
     return {"runs_as": found.get("method"), "runs_as_why": found.get("why")}
 
 
-EVALUATION_IDENTITY = ("parent", "seed")
-"""Keys of an evaluation's config that say which encoder and seed it evaluated, not how."""
+EVALUATION_IDENTITY = ("parent", "seed", "trial")
+"""Keys of an evaluation's config that say which encoder, seed and trial it evaluated, not how."""
 
 
 def evaluation_variants(records: Iterable[dict]) -> dict[str, str]:
@@ -74,29 +92,34 @@ def evaluation_variants(records: Iterable[dict]) -> dict[str, str]:
 
 
 def results_frame(records: Iterable[dict]) -> pd.DataFrame:
-    """One row per evaluation record (the last record of each stage key wins); ``changes``: how
+    """One row per figure of each evaluation record (a detection record has several: :func:`_cells`;
+    the last record of each stage key wins); ``trial``: a detection record's trial; ``changes``: how
     its encoder's pretraining differs from the recipe (:mod:`hardneg_bench.provenance`); a column
     that holds evaluations with different settings is split by them (:func:`evaluation_variants`)."""
     latest = {(r["stage"], r["key"]): r for r in records}
     changes = encoder_changes(latest.values())
     variants = evaluation_variants(latest.values())
 
-    def column(r: dict) -> str:
-        variant = variants.get(r["key"])
-        return f"{_column(r)} [{variant}]" if variant else _column(r)
+    def variant(r: dict) -> str:
+        settings = variants.get(r["key"])
+        return f" [{settings}]" if settings else ""
 
     rows = [
-        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": column(r), "accuracy": r["metrics"]["test_accuracy"], **_runs_as(r)}
+        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "trial": r.get("trial"), "column": name + variant(r), "accuracy": value, **_runs_as(r)}
         for r in latest.values()
         if _column(r)
+        for name, value in _cells(r)
     ]
-    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "column", "accuracy", "runs_as", "runs_as_why"])
+    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "trial", "column", "accuracy", "runs_as", "runs_as_why"])
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (NaN for one seed) and count over seeds for every (row, column), rounded
-    to :data:`DECIMALS`, with the configuration's changes from its recipe and its ``runs_as``."""
-    stats = frame.groupby([*ROW, "group", "column"], sort=False)["accuracy"].agg(["mean", "std", "count"]).reset_index()
+    """Mean, sample std (NaN for one value) and count over seeds (and trials: their number in
+    ``trials``, 0 for an evaluation without) for every (row, column), rounded to
+    :data:`DECIMALS`, with the configuration's changes from its recipe and its ``runs_as``."""
+    groups = frame.groupby([*ROW, "group", "column"], sort=False)
+    stats = groups["accuracy"].agg(["mean", "std", "count"]).reset_index()
+    stats["trials"] = groups["trial"].nunique().to_numpy()
     stats[["mean", "std"]] = stats[["mean", "std"]].round(DECIMALS)
     per_group = frame.drop_duplicates("group").set_index("group")
     for name in ("changes", "runs_as", "runs_as_why"):
@@ -104,18 +127,24 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return stats
 
 
-def accuracy_cell(mean: float | None, std: float | None, n: int) -> str:
-    """``mean ± std (n seeds)``; one seed has no spread: ``mean (1 seed)``."""
+def accuracy_cell(mean: float | None, std: float | None, n: int, trials: int = 0) -> str:
+    """``mean ± std (n seeds)``; one seed has no spread: ``mean (1 seed)``. With ``trials``
+    (a detection transfer's, repeats like seeds), the ``n`` values are counted as ``(5 trials)``,
+    ``(2 seeds × 5 trials)``, or ``(7 runs over 5 trials)`` when some seed lacks some trial."""
     if not n or mean is None:
         return MISSING
-    if n == 1:
-        return f"{mean:.2f} (1 seed)"
-    return f"{mean:.2f} ± {std:.2f} ({n} seeds)"
+    repeats = f"{n} seed{'s' if n > 1 else ''}"
+    if trials:
+        seeds, uneven = divmod(n, trials)
+        repeats = f"{n} runs over {trials} trials" if uneven else f"{trials} trial{'s' if trials > 1 else ''}" if seeds == 1 else f"{seeds} seeds × {trials} trials"
+    return f"{mean:.2f} ({repeats})" if n == 1 else f"{mean:.2f} ± {std:.2f} ({repeats})"
 
 
-def accuracy_description(counts: Iterable[int]) -> str:
-    """What the cells of a table with these seed counts are."""
-    return "mean ± sample std over seeds" if max(counts, default=0) > 1 else "one seed each"
+def accuracy_description(counts: Iterable[int], trials: bool = False) -> str:
+    """What the cells of a table with these counts of values are (``trials``: some are over
+    detection trials)."""
+    over = "seeds and trials" if trials else "seeds"
+    return f"mean ± sample std over {over}" if max(counts, default=0) > 1 else "one value each" if trials else "one seed each"
 
 
 def runs_as_notes(frame: pd.DataFrame) -> list[str]:
@@ -167,7 +196,7 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     method that ran with keys changed from its recipe names them, ``hcl (method_params.beta=2.0)``;
     when two configurations still share a label, a ``config`` column (the hash) tells them apart."""
     stats = summary(frame)
-    stats["cell"] = [accuracy_cell(m, s, n) for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
+    stats["cell"] = [accuracy_cell(m, s, n, t) for m, s, n, t in zip(stats["mean"], stats["std"], stats["count"], stats["trials"])]
     wide = stats.pivot_table(index=[*ROW, "group"], columns="column", values="cell", aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
     columns = sorted(c for c in wide.columns if c not in [*ROW, "group"])
@@ -193,7 +222,7 @@ def render(frame: pd.DataFrame, fmt: str):
     if fmt == "latex":
         return latex_table(wide, left, notes)
     counts = frame.groupby([*ROW, "group", "column"])["seed"].count()
-    table = Table(title=f"hardneg-bench results (test accuracy %, {accuracy_description(counts)})", caption="\n".join(notes) or None, caption_justify="left")
+    table = Table(title=f"hardneg-bench results (test accuracy %, {accuracy_description(counts, frame['trial'].notna().any())})", caption="\n".join(notes) or None, caption_justify="left")
     for name in wide.columns:
         table.add_column(escape(str(name)), justify="left" if name in left else "right")
     for row in wide.itertuples(index=False):
