@@ -15,7 +15,7 @@ import json
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -271,39 +271,114 @@ class FewShotConfig:
         require(bool(self.heads) and all(h in FEWSHOT_HEADS for h in self.heads), "heads", f"must name some of {', '.join(FEWSHOT_HEADS)}")
 
 
+@dataclass(frozen=True)
+class DetectionSchedule:
+    """A detection fine-tuning schedule as detectron2's solver and input settings define it:
+    ``iterations`` of ``batch_size`` images (SOLVER.MAX_ITER), the learning rate x0.1 at each of
+    ``steps`` (SOLVER.STEPS, SOLVER.GAMMA 0.1), a linear warm-up over ``warmup_iterations`` from
+    0.001 x the rate (SOLVER.WARMUP_ITERS, WARMUP_FACTOR 1/1000), the shorter image side drawn
+    from ``min_size_train`` per training image (INPUT.MIN_SIZE_TRAIN, sampling ``choice``) and
+    ``min_size_test`` in testing, the longer side at most ``max_size`` (INPUT.MAX_SIZE_TRAIN and
+    MAX_SIZE_TEST, both 1333: facebookresearch/detectron2@02b5c4e detectron2/config/defaults.py
+    lines 61, 65)."""
+
+    iterations: int
+    steps: tuple[int, ...]
+    warmup_iterations: int
+    min_size_train: tuple[int, ...]
+    min_size_test: int = 800
+    max_size: int = 1333
+
+    def shortened(self, iterations: int) -> "DetectionSchedule":
+        """The schedule over ``iterations``: the steps and the warm-up keep their fractions of it
+        (rounded to whole iterations)."""
+        scale = iterations / self.iterations
+        return replace(self, iterations=iterations, steps=tuple(round(s * scale) for s in self.steps), warmup_iterations=round(self.warmup_iterations * scale))
+
+
+DETECTION_SCHEDULES: dict[str, DetectionSchedule] = {
+    # pascal_voc_R_50_C4_24k.yaml lines 8-9, 13-16: MIN_SIZE_TRAIN (480, ..., 800), MIN_SIZE_TEST 800,
+    # STEPS (18000, 22000), MAX_ITER 24000, WARMUP_ITERS 100
+    "voc-24k": DetectionSchedule(24000, (18000, 22000), 100, tuple(range(480, 801, 32))),
+    # detectron2@02b5c4e configs/Base-RCNN-C4.yaml (COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.yaml's
+    # base): STEPS (60000, 80000), MAX_ITER 90000, MIN_SIZE_TRAIN (640, ..., 800); WARMUP_ITERS is
+    # detectron2's default 1000 (defaults.py line 550); MoCo's repository has no 1x config
+    "coco-1x": DetectionSchedule(90000, (60000, 80000), 1000, tuple(range(640, 801, 32))),
+    # coco_R_50_C4_2x.yaml lines 5-13: MIN_SIZE_TRAIN (640, ..., 800), MIN_SIZE_TEST 800,
+    # STEPS (120000, 160000), MAX_ITER 180000; WARMUP_ITERS: detectron2's default 1000
+    "coco-2x": DetectionSchedule(180000, (120000, 160000), 1000, tuple(range(640, 801, 32))),
+}
+"""The schedules of MoCo's detection transfer (facebookresearch/moco@132aea9 detection/configs/) by name."""
+
 DETECTION_ARCHS = ("c4", "fpn")
 DETECTION_TASKS = ("boxes", "masks", "keypoints")
-DETECTION_SCHEDULES = ("voc-24k", "coco-1x", "coco-2x")
 
 
 @dataclass
 class DetectionConfig:
-    """Fine-tuning a detector initialised from the encoder (``transfer: [voc0712:detection]``).
-
-    The fields are the agreed detection stage format's; the detection stage's own branch defines
-    this dataclass in full (its validation and the sources of its defaults), and that version
-    replaces this one. Defaults: facebookresearch/moco@132aea9 detection/configs (Base-RCNN-C4-BN.yaml:
-    IMS_PER_BATCH 16, BASE_LR 0.02; pascal_voc_R_50_C4_24k.yaml: 24k iterations) and detection/
-    README.md (VOC numbers are means of 5 trials)."""
+    """Fine-tuning a detector initialised from the encoder on a detection dataset (transfer target
+    ``voc0712:detection`` or ``coco2017:detection``), then testing it: MoCo's detection transfer
+    (facebookresearch/moco@132aea9 detection/, run on detectron2). The defaults are
+    ``pascal_voc_R_50_C4_24k_moco.yaml`` with its base ``Base-RCNN-C4-BN.yaml``; what they do not
+    set is detectron2's default (facebookresearch/detectron2@02b5c4e detectron2/config/defaults.py,
+    ``D2`` below). SGD with momentum 0.9 (D2 line 534), weight decay 1e-4 (line 538) and none on
+    normalisation layers (WEIGHT_DECAY_NORM 0.0, line 541) is fixed (hardneg_bench/detection/solver.py)."""
 
     arch: str = "c4"
+    """``c4``: Faster / Mask R-CNN R50-C4 with MoCo's extra BatchNorm after res5 (Base-RCNN-C4-BN.yaml
+    ``Res5ROIHeadsExtraNorm``); ``fpn``: torchvision's R50-FPN detectors (keypoints need it)."""
     task: str = "boxes"
+    """``boxes`` (pascal_voc_R_50_C4_24k.yaml MASK_ON: False), ``masks`` (coco_R_50_C4_2x.yaml
+    MASK_ON: True: box and mask AP) or ``keypoints`` (COCO person keypoints, arch fpn)."""
     schedule: str = "voc-24k"
+    """A name of :data:`DETECTION_SCHEDULES`: ``voc-24k``, ``coco-1x`` or ``coco-2x``."""
     trials: int = 5
+    """Fine-tunings of one encoder, each its own stage (trial k: its own initialisation of the new
+    layers and its own data order): MoCo reports VOC numbers as the mean of 5 trials (He et al.
+    2020, Table 2 caption)."""
     batch_size: int = 16
+    """Images per iteration over all processes: Base-RCNN-C4-BN.yaml SOLVER.IMS_PER_BATCH 16."""
     lr: float = 0.02
+    """Base-RCNN-C4-BN.yaml SOLVER.BASE_LR 0.02."""
     iterations: int | None = None
-    """None: the schedule's."""
+    """None: the schedule's; N: the schedule shortened to N iterations, its steps and warm-up at
+    the same fractions of it (departs: detectron2's SOLVER.MAX_ITER alone keeps the steps)."""
     precise_bn_iterations: int = 200
-    checkpoint_every: int = 2000
+    """Iterations of training batches over which BatchNorm statistics are recomputed before testing
+    (Base-RCNN-C4-BN.yaml TEST.PRECISE_BN.ENABLED True; D2 line 622 NUM_ITER 200); 0: off."""
+    checkpoint_every: int = 5000
+    """Iterations between checkpoints (D2 line 556 SOLVER.CHECKPOINT_PERIOD 5000); the last is
+    always saved, and a SIGTERM saves one where it stops."""
     precision: str = "auto"
+    """``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``: autocast runs the
+    convolutions and linear layers; boxes, anchors, RoIAlign, the losses and post-processing stay
+    in float32 (departs: MoCo trained in float32, D2 line 595 SOLVER.AMP off)."""
+    image_size: int | None = None
+    """None: the schedule's image sizes. N: every image resized to fit N x N pixels (its longer
+    side N) in training and testing, for CPU-sized runs (tests)."""
 
     def __post_init__(self) -> None:
         require(self.arch in DETECTION_ARCHS, "arch", f"must be one of {', '.join(DETECTION_ARCHS)}, got {self.arch!r}")
         require(self.task in DETECTION_TASKS, "task", f"must be one of {', '.join(DETECTION_TASKS)}, got {self.task!r}")
+        require(not (self.arch == "c4" and self.task == "keypoints"), "task", "keypoints needs arch fpn (detectron2's C4 RoI heads have no keypoint head)")
         require(self.schedule in DETECTION_SCHEDULES, "schedule", f"must be one of {', '.join(DETECTION_SCHEDULES)}, got {self.schedule!r}")
         require(self.trials >= 1, "trials", "must be at least 1")
+        require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(self.lr > 0, "lr", "must be positive")
         require(self.iterations is None or self.iterations >= 1, "iterations", "must be at least 1")
+        require(self.precise_bn_iterations >= 0, "precise_bn_iterations", "must be >= 0 (0: off)")
+        require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
+        require(self.precision in ("auto", "fp32", "bf16"), "precision", "must be auto, fp32 or bf16")
+        require(self.image_size is None or self.image_size >= 32, "image_size", "must be at least 32")
+
+    def resolved_schedule(self) -> DetectionSchedule:
+        """The named schedule, shortened to ``iterations`` when set and at ``image_size`` when set."""
+        schedule = DETECTION_SCHEDULES[self.schedule]
+        if self.iterations is not None:
+            schedule = schedule.shortened(self.iterations)
+        if self.image_size is not None:
+            schedule = replace(schedule, min_size_train=(self.image_size,), min_size_test=self.image_size, max_size=self.image_size)
+        return schedule
 
 
 @dataclass
@@ -321,12 +396,12 @@ class RunConfig:
     knn: KnnConfig = field(default_factory=KnnConfig)
     transfer: tuple[str, ...] | None = None
     """Transfer targets, each ``DATASET`` (a linear probe trained and tested there) or
-    ``DATASET:PROTOCOL`` (``linear``, ``knn``, ``fewshot``: hardneg_bench/evaluations/); None uses
+    ``DATASET:PROTOCOL`` (``linear``, ``knn``, ``fewshot``, ``detection``: hardneg_bench/evaluations/); None uses
     the dataset's default target with the linear probe."""
     fewshot: FewShotConfig = field(default_factory=FewShotConfig)
     """The episodes of the ``fewshot`` protocol."""
     detection: DetectionConfig = field(default_factory=DetectionConfig)
-    """The detector fine-tuned on every transfer target named ``DATASET:detection``."""
+    """The fine-tuning and test of the ``detection`` protocol (``voc0712:detection``)."""
     random_init_baseline: bool = True
     """Also evaluate a randomly initialised encoder of the same architecture, as a floor."""
 

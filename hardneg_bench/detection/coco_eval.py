@@ -162,9 +162,14 @@ def evaluate_coco(
     predictions at all detectron2 skips COCOeval and reports NaN (D2:275-276, 343-345); here
     COCOeval runs on the empty set and gives AP 0 wherever there are objects.
     """
+    return evaluate_coco_results(coco_gt, coco_results(predictions, iou_type), iou_type)
+
+
+def evaluate_coco_results(coco_gt: COCO, results: list[dict], iou_type: IouType) -> CocoMetrics:
+    """:func:`evaluate_coco` on result records already made by :func:`coco_results` (image by
+    image, so that a whole test set's masks are held as RLEs, never as pixels)."""
     if iou_type not in _STATS:
         raise ValueError(f"iou_type must be one of {sorted(_STATS)}, got {iou_type!r}")
-    results = coco_results(predictions, iou_type)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and table
         coco_eval = COCOeval(coco_gt, _load_results(coco_gt, results), iou_type)
         coco_eval.evaluate()

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 from .base import Evaluation
+from .detection import DETECTION
 from .fewshot import FEWSHOT
 from .knn import KNN
 from .linear import LINEAR
 
-EVALUATIONS: dict[str, Evaluation] = {e.name: e for e in (LINEAR, KNN, FEWSHOT)}
+EVALUATIONS: dict[str, Evaluation] = {e.name: e for e in (LINEAR, KNN, FEWSHOT, DETECTION)}
 DEFAULT_PROTOCOL = LINEAR.name
 
 

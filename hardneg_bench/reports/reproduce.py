@@ -48,13 +48,6 @@ from .tables import PaperTable, TableRow
 RELEASED = "released weights"
 """The status of a row of released weights only: nothing to pretrain (``reproduce --checkpoints``)."""
 
-SCHEDULE_ITERATIONS = {
-    "voc-24k": 24_000,  # facebookresearch/moco@132aea9 detection/configs/pascal_voc_R_50_C4_24k.yaml:15 MAX_ITER
-    "coco-1x": 90_000,  # facebookresearch/detectron2@02b5c4e configs/Base-RCNN-C4.yaml:15, Base-RCNN-FPN.yaml:39 MAX_ITER
-    "coco-2x": 180_000,  # facebookresearch/moco@132aea9 detection/configs/coco_R_50_C4_2x.yaml:13 MAX_ITER
-}
-"""The iterations of each detection schedule (``detection.iterations``, when set, replaces them)."""
-
 GPU_CHECK_DETECTION = "python benchmarks/gpu_check.py --only detection"
 
 
@@ -197,7 +190,7 @@ def bench_detection_rates(store: RunStore, device: str) -> dict[tuple, Detection
 
 
 def detection_iterations(cfg: RunConfig) -> int:
-    return cfg.detection.iterations or SCHEDULE_ITERATIONS[cfg.detection.schedule]
+    return cfg.detection.resolved_schedule().iterations
 
 
 def split_images(spec: DatasetSpec, split: str, data_root: Path | None) -> int | None:

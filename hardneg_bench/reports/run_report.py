@@ -2,8 +2,11 @@
 
 One row per pretrained encoder configuration (method, dataset, backbone, epochs; seeds
 aggregated), one column per evaluation: linear probe and kNN on the pretraining dataset,
-linear probe on each transfer dataset. A cell is test accuracy in %: ``mean ± std (n seeds)`` over
-seeds, or ``value (1 seed)`` (one seed has no spread: its std is null in CSV and JSON). A run whose
+linear probe on each transfer dataset, and AP50, AP and AP75 of a detection transfer (COCO's
+mask and keypoint AP beside them). A cell is test accuracy (or AP) in %: ``mean ± std (n seeds)``
+over seeds, or ``value (1 seed)`` (one seed has no spread: its std is null in CSV and JSON); the
+trials of a detection transfer are repeats like seeds, and its cells say so (``(5 trials)``,
+``(2 seeds × 5 trials)``; CSV and JSON give their number in ``trials``). A run whose
 settings switch its method's distinctive part off (its ledger label's ``runs_as``) is marked ‡.
 Numbers in CSV and JSON are rounded to 2 decimals, the resolution of an accuracy in % on 10,000 test
 images.
@@ -41,7 +44,22 @@ def _column(record: dict) -> str | None:
     if record["stage"] == "fewshot":
         f = record["fewshot"]
         return f"{f['ways']}-way {f['shots']}-shot {f['head'].replace('_', '-')} -> {record['eval_dataset']}"
+    if record["stage"] == "detection":
+        return f"detection -> {record['eval_dataset']}"
     return None
+
+
+DETECTION_COLUMNS = tuple((f"{prefix}{metric}", f"{prefix.replace('_', ' ')}{metric}") for prefix in ("", "mask_", "keypoint_") for metric in ("AP50", "AP", "AP75"))
+"""(metric, column name) of each figure of a detection record the report shows, where it has it."""
+
+
+def _cells(record: dict) -> list[tuple[str, float]]:
+    """(column, value) of each number ``record`` puts in the report: a detection record's AP
+    figures, each as ``AP50 -> voc0712``, else its test accuracy under its :func:`_column`."""
+    if record["stage"] != "detection":
+        return [(_column(record), record["metrics"]["test_accuracy"])]
+    found = [(name, record["metrics"].get(metric)) for metric, name in DETECTION_COLUMNS]
+    return [(f"{name} -> {record['eval_dataset']}", value) for name, value in found if value is not None]
 
 
 def _runs_as(record: dict) -> dict:
@@ -49,8 +67,8 @@ def _runs_as(record: dict) -> dict:
     return {"runs_as": found.get("method"), "runs_as_why": found.get("why")}
 
 
-EVALUATION_IDENTITY = ("parent", "seed")
-"""Keys of an evaluation's config that say which encoder and seed it evaluated, not how."""
+EVALUATION_IDENTITY = ("parent", "seed", "trial")
+"""Keys of an evaluation's config that say which encoder, seed and trial it evaluated, not how."""
 
 
 def evaluation_variants(records: Iterable[dict]) -> dict[str, str]:
@@ -74,31 +92,36 @@ def evaluation_variants(records: Iterable[dict]) -> dict[str, str]:
 
 
 def results_frame(records: Iterable[dict]) -> pd.DataFrame:
-    """One row per evaluation record (the last record of each stage key wins); ``changes``: how
+    """One row per figure of each evaluation record (a detection record has several: :func:`_cells`;
+    the last record of each stage key wins); ``trial``: a detection record's trial; ``changes``: how
     its encoder's pretraining differs from the recipe (:mod:`hardneg_bench.provenance`); a column
     that holds evaluations with different settings is split by them (:func:`evaluation_variants`)."""
     latest = {(r["stage"], r["key"]): r for r in records}
     changes = encoder_changes(latest.values())
     variants = evaluation_variants(latest.values())
 
-    def column(r: dict) -> str:
-        variant = variants.get(r["key"])
-        return f"{_column(r)} [{variant}]" if variant else _column(r)
+    def variant(r: dict) -> str:
+        settings = variants.get(r["key"])
+        return f" [{settings}]" if settings else ""
 
     rows = [
-        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "column": column(r), "accuracy": r["metrics"]["test_accuracy"], "ci95": r["metrics"].get("ci95"), **_runs_as(r)}
+        {**{k: r[k] for k in ROW}, "group": r["group"], "changes": changes.get(r.get("parent"), ""), "seed": r["seed"], "trial": r.get("trial"), "column": name + variant(r), "accuracy": value, "ci95": r["metrics"].get("ci95"), **_runs_as(r)}
         for r in latest.values()
         if _column(r)
+        for name, value in _cells(r)
     ]
-    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "column", "accuracy", "ci95", "runs_as", "runs_as_why"])
+    return pd.DataFrame(rows, columns=[*ROW, "group", "changes", "seed", "trial", "column", "accuracy", "ci95", "runs_as", "runs_as_why"])
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (NaN for one seed) and count over seeds for every (row, column), rounded
-    to :data:`DECIMALS`, with the configuration's changes from its recipe and its ``runs_as``."""
-    grouped = frame.groupby([*ROW, "group", "column"], sort=False)
-    stats = grouped["accuracy"].agg(["mean", "std", "count"]).reset_index()
-    stats["ci95"] = grouped["ci95"].mean().to_numpy()  # few-shot: the mean over seeds of each seed's interval over its episodes
+    """Mean, sample std (NaN for one value) and count over seeds (and trials: their number in
+    ``trials``, 0 for an evaluation without) for every (row, column), and a few-shot cell's 95%
+    interval over its episodes (``ci95``: the mean over seeds of each seed's), rounded to
+    :data:`DECIMALS`, with the configuration's changes from its recipe and its ``runs_as``."""
+    groups = frame.groupby([*ROW, "group", "column"], sort=False)
+    stats = groups["accuracy"].agg(["mean", "std", "count"]).reset_index()
+    stats["trials"] = groups["trial"].nunique().to_numpy()
+    stats["ci95"] = groups["ci95"].mean().to_numpy()
     stats[["mean", "std", "ci95"]] = stats[["mean", "std", "ci95"]].round(DECIMALS)
     per_group = frame.drop_duplicates("group").set_index("group")
     for name in ("changes", "runs_as", "runs_as_why"):
@@ -106,14 +129,20 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return stats
 
 
-def accuracy_cell(mean: float | None, std: float | None, n: int, ci95: float | None = None) -> str:
-    """``mean ± std (n seeds)``; one seed has no spread: ``mean (1 seed)``, or, for a few-shot
-    mean over episodes, ``mean ± half-width of its 95% interval (95% CI, 1 seed)``."""
+def accuracy_cell(mean: float | None, std: float | None, n: int, trials: int = 0, ci95: float | None = None) -> str:
+    """``mean ± std (n seeds)``; one seed has no spread: ``mean (1 seed)``, or, for a few-shot mean
+    over episodes, ``mean ± the half-width of its 95% interval (95% CI, 1 seed)``. With ``trials``
+    (a detection transfer's, repeats like seeds), the ``n`` values are counted as ``(5 trials)``,
+    ``(2 seeds × 5 trials)``, or ``(7 runs over 5 trials)`` when some seed lacks some trial."""
     if not n or mean is None:
         return MISSING
+    repeats = f"{n} seed{'s' if n > 1 else ''}"
+    if trials:
+        seeds, uneven = divmod(n, trials)
+        repeats = f"{n} runs over {trials} trials" if uneven else f"{trials} trial{'s' if trials > 1 else ''}" if seeds == 1 else f"{seeds} seeds × {trials} trials"
     if n == 1:
-        return f"{mean:.2f} (1 seed)" if ci95 is None or pd.isna(ci95) else f"{mean:.2f} ± {ci95:.2f} (95% CI, 1 seed)"
-    return f"{mean:.2f} ± {std:.2f} ({n} seeds)"
+        return f"{mean:.2f} ({repeats})" if ci95 is None or pd.isna(ci95) else f"{mean:.2f} ± {ci95:.2f} (95% CI, {repeats})"
+    return f"{mean:.2f} ± {std:.2f} ({repeats})"
 
 
 def domain_averages(stats: pd.DataFrame) -> pd.DataFrame:
@@ -134,9 +163,11 @@ def domain_averages(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*ROW, "group", "column", "cell"])
 
 
-def accuracy_description(counts: Iterable[int]) -> str:
-    """What the cells of a table with these seed counts are."""
-    return "mean ± sample std over seeds" if max(counts, default=0) > 1 else "one seed each"
+def accuracy_description(counts: Iterable[int], trials: bool = False) -> str:
+    """What the cells of a table with these counts of values are (``trials``: some are over
+    detection trials)."""
+    over = "seeds and trials" if trials else "seeds"
+    return f"mean ± sample std over {over}" if max(counts, default=0) > 1 else "one value each" if trials else "one seed each"
 
 
 def runs_as_notes(frame: pd.DataFrame) -> list[str]:
@@ -188,7 +219,7 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     method that ran with keys changed from its recipe names them, ``hcl (method_params.beta=2.0)``;
     when two configurations still share a label, a ``config`` column (the hash) tells them apart."""
     stats = summary(frame)
-    stats["cell"] = [accuracy_cell(m, s, n, c) for m, s, n, c in zip(stats["mean"], stats["std"], stats["count"], stats["ci95"])]
+    stats["cell"] = [accuracy_cell(m, s, n, trials, c) for m, s, n, trials, c in zip(stats["mean"], stats["std"], stats["count"], stats["trials"], stats["ci95"])]
     stats = pd.concat([stats, domain_averages(stats)], ignore_index=True)
     wide = stats.pivot_table(index=[*ROW, "group"], columns="column", values="cell", aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
@@ -215,7 +246,7 @@ def render(frame: pd.DataFrame, fmt: str):
     if fmt == "latex":
         return latex_table(wide, left, notes)
     counts = frame.groupby([*ROW, "group", "column"])["seed"].count()
-    table = Table(title=f"hardneg-bench results (test accuracy %, {accuracy_description(counts)})", caption="\n".join(notes) or None, caption_justify="left")
+    table = Table(title=f"hardneg-bench results (test accuracy %, {accuracy_description(counts, frame['trial'].notna().any())})", caption="\n".join(notes) or None, caption_justify="left")
     for name in wide.columns:
         table.add_column(escape(str(name)), justify="left" if name in left else "right")
     for row in wide.itertuples(index=False):
