@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-import pycocotools.mask as mask_util
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pycocotools is the `detection` extra: imported where COCO is evaluated, so the CLI runs without it
+    from pycocotools.coco import COCO
 
 IouType = Literal["bbox", "segm", "keypoints"]
 
@@ -133,12 +134,16 @@ def _rles(masks: np.ndarray) -> list[dict]:
     """(N, H, W) binary masks as N compressed RLEs (D2:417-420 encodes them one at a time)."""
     if not len(masks):
         return []
+    import pycocotools.mask as mask_util
+
     return mask_util.encode(np.asfortranarray(np.transpose(masks, (1, 2, 0)), dtype=np.uint8))
 
 
 def _load_results(coco_gt: COCO, results: list[dict]) -> COCO:
     """``coco_gt.loadRes(results)``; an empty result set (which ``loadRes`` cannot take: it reads
     ``results[0]``) becomes a result object without annotations, so that every object is missed."""
+    from pycocotools.coco import COCO
+
     if results:
         return coco_gt.loadRes(results)
     empty = COCO()
@@ -168,6 +173,8 @@ def evaluate_coco(
 def evaluate_coco_results(coco_gt: COCO, results: list[dict], iou_type: IouType) -> CocoMetrics:
     """:func:`evaluate_coco` on result records already made by :func:`coco_results` (image by
     image, so that a whole test set's masks are held as RLEs, never as pixels)."""
+    from pycocotools.cocoeval import COCOeval
+
     if iou_type not in _STATS:
         raise ValueError(f"iou_type must be one of {sorted(_STATS)}, got {iou_type!r}")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and table
