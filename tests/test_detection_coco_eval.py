@@ -181,3 +181,23 @@ def test_missing_masks_are_rejected():
     no_masks = CocoImagePredictions(7, np.zeros((1, 4)), np.ones(1), np.ones(1, np.int64))
     with pytest.raises(ValueError, match="masks"):
         evaluate_coco(ground_truth(ALL_SIZES), [no_masks], "segm")
+
+
+def test_the_cli_and_every_evaluation_load_without_pycocotools():
+    """pycocotools is the `detection` extra: a user without it still runs everything but COCO."""
+    import subprocess
+    import sys
+
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'pycocotools': raise ImportError('no pycocotools')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import hardneg_bench.cli\n"
+        "from hardneg_bench.evaluations.registry import EVALUATIONS\n"
+        "print(sorted(EVALUATIONS))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(sorted(["linear", "knn", "fewshot", "detection"]))
