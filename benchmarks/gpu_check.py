@@ -30,7 +30,11 @@ The sections, in order of value; one whose estimate does not fit in the time lef
 6. ``bench``: the GPU-speed targets (SimCLR ResNet-18 CIFAR-10 batch 512 epoch time, full pipeline
    over model only, over the PIL reference, data wait; STL-10 and ImageNet-100 ResNet-50 epochs;
    the fast probe on 50k images) and the model FLOP utilisation of the SimCLR step;
-7. ``step_ratios``: the step time of each hard-negative method over its base framework's.
+7. ``step_ratios``: the step time of each hard-negative method over its base framework's;
+8. ``detection``: a few fine-tuning iterations of Faster R-CNN R50-C4 (MoCo's VOC detector) and
+   Mask R-CNN R50-C4 (its COCO detector) on random COCO-sized images (2 an iteration at
+   800 x 1067; 64 px with --quick): ms/iteration, peak memory, losses finite and in float32, the
+   backbone in bf16, and one test image's time.
 
 Targets are GPU targets: on the CPU the figures are shown and labelled, never judged.
 """
@@ -49,7 +53,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +64,10 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks"), str(REPO / "tests")]
 
 from hardneg_bench.bench import bench, objective_inputs, synthetic_images  # noqa: E402
 from hardneg_bench.data.registry import get_dataset  # noqa: E402
+from hardneg_bench.config import DETECTION_SCHEDULES  # noqa: E402
+from hardneg_bench.detection.models import COCO_R50_C4, VOC_R50_C4, DetectorSpec, build_detector, tiny  # noqa: E402
+from hardneg_bench.detection.solver import lr_factor  # noqa: E402
+from hardneg_bench.detection.train import DetectorTrainer  # noqa: E402
 from hardneg_bench.engine.batches import on_device, pretraining_batches  # noqa: E402
 from hardneg_bench.engine.runtime import Runtime, device_name, resolve_device  # noqa: E402
 from hardneg_bench.engine.trainer import Trainer  # noqa: E402
@@ -531,6 +539,102 @@ def step_ratios_section(check: Check, s: Section) -> None:
         s.target(f"{row['method']} step / {row['base']} step", row["ratio"], "x", 1.10, True, check.cuda)
 
 
+# -- 8. detection ------------------------------------------------------------------------------
+
+
+def detection_batch(spec: DetectorSpec, images: int, height: int, width: int, seed: int = 0) -> list:
+    """``images`` random uint8 images with 4 random boxes each (and their masks, filled boxes, for
+    a mask detector), as the training loader hands them to the detector."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = []
+    for _ in range(images):
+        corner = torch.rand(4, 2, generator=generator) * torch.tensor([width * 0.6, height * 0.6])
+        side = (0.1 + 0.3 * torch.rand(4, 2, generator=generator)) * torch.tensor([width, height])
+        boxes = torch.cat([corner, corner + side], dim=1).round()
+        target = {"boxes": boxes, "labels": torch.randint(1, spec.num_classes + 1, (4,), generator=generator)}
+        if spec.task == "mask":
+            masks = torch.zeros(4, height, width, dtype=torch.uint8)
+            for mask, (x0, y0, x1, y1) in zip(masks, boxes.int().tolist()):
+                mask[y0:y1, x0:x1] = 1
+            target["masks"] = masks
+        batch.append((torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator), target))
+    return batch
+
+
+def detection_case(check: Check, name: str, spec: DetectorSpec, images: int, height: int, width: int, warmup: int, iterations: int) -> dict:
+    """A few fine-tuning iterations of the detector ``spec`` (at the start of MoCo's VOC schedule:
+    warm-up rates) on random images, then one test image; what they showed."""
+    device = check.device
+    torch.manual_seed(0)
+    trainer = DetectorTrainer.build(build_detector(spec), 0.02, "auto", device)
+    backbone_dtypes: list[str] = []
+    trainer.model.backbone.conv1.register_forward_hook(lambda module, args, out: backbone_dtypes.append(str(out.dtype).replace("torch.", "")))
+    batch, schedule = detection_batch(spec, images, height, width), DETECTION_SCHEDULES["voc-24k"]
+    if check.cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer.model.train()
+    started = time.perf_counter()
+    trainer.step(batch, 0.02 * lr_factor(0, schedule))
+    sync(device)
+    first = time.perf_counter() - started
+    for i in range(1, warmup):
+        trainer.step(batch, 0.02 * lr_factor(i, schedule))
+    sync(device)
+    losses, started = [], time.perf_counter()
+    for i in range(warmup, warmup + iterations):
+        losses.append(trainer.step(batch, 0.02 * lr_factor(i, schedule)))
+    sync(device)
+    seconds = time.perf_counter() - started
+    trainer.model.eval()
+    with torch.no_grad():
+        images_on_device, _ = trainer.on_device(batch[:1])
+        trainer.model(images_on_device)  # the test size's first pass
+        sync(device)
+        tested = time.perf_counter()
+        trainer.model(images_on_device)
+        sync(device)
+    out = {
+        "detector": name,
+        "images_per_iteration": images,
+        "image_size": f"{height}x{width}",
+        "precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32",
+        "backbone_dtype": backbone_dtypes[0] if backbone_dtypes else None,
+        "ms_per_iteration": round(1000 * seconds / iterations, 1),
+        "first_iteration_s": round(first, 2),
+        "test_ms_per_image": round(1000 * (time.perf_counter() - tested), 1),
+        "peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20) if check.cuda else None,
+        "losses": {k: [round(float(step[k]), 5) for step in losses] for k in losses[0]},
+        "loss_dtypes": sorted({str(v.dtype).replace("torch.", "") for step in losses for v in step.values()}),
+    }
+    # MoCo's VOC schedule on one device at this speed: 24k iterations of 16 images
+    out["voc_24k_hours_one_device"] = round(schedule.iterations * 16 / images * seconds / iterations / 3600, 1)
+    del trainer, batch
+    free_device_memory()
+    return out
+
+
+def detection_section(check: Check, s: Section) -> None:
+    if check.quick:
+        cases = [("Faster R-CNN R50-C4 (VOC), tiny", tiny(VOC_R50_C4), 2, 64, 64), ("Mask R-CNN R50-C4 (COCO), tiny", tiny(COCO_R50_C4), 2, 64, 64)]
+    else:  # 800 x 1067: a 480 x 640 COCO image at the test size (shorter side 800)
+        cases = [("Faster R-CNN R50-C4 (VOC)", replace(VOC_R50_C4, min_size_train=(800,)), 2, 800, 1067), ("Mask R-CNN R50-C4 (COCO)", replace(COCO_R50_C4, min_size_train=(800,)), 2, 800, 1067)]
+    s.figures["detectors"] = []
+    threads = torch.get_num_threads()
+    for name, spec, images, height, width in cases:
+        if not check.cuda:
+            torch.set_num_threads(1)  # tiny tensors: a second thread's synchronisation costs more than it saves (20x on two busy cores)
+        try:
+            case = detection_case(check, name, spec, images, height, width, warmup=1 if check.quick else 3, iterations=2 if check.quick else 5)
+        finally:
+            torch.set_num_threads(threads)
+        s.figures["detectors"].append(case)
+        values = [v for series in case["losses"].values() for v in series]
+        s.check(f"{name}: losses finite", bool(values) and all(math.isfinite(v) for v in values), str(case["losses"]))
+        s.check(f"{name}: losses in float32", case["loss_dtypes"] == ["float32"], str(case["loss_dtypes"]))
+        if check.cuda:
+            s.check(f"{name}: backbone in bf16", case["precision"] == "bfloat16" and case["backbone_dtype"] == "bfloat16", f"{case['precision']}, backbone {case['backbone_dtype']}")
+
+
 # -- the summary -------------------------------------------------------------------------------
 
 
@@ -574,6 +678,12 @@ def markdown(record: dict, judged: bool) -> str:
             lines += ["", "| method | dataset | backbone | batch | crop | precision | optimizer | ms/step | images/s | first step (s) | peak MiB (weights) | objective inputs | host sync |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
             for c in cases:
                 lines.append(f"| {c['method']}{' (compiled)' if c['compiled'] else ''} | {c['dataset']} | {c['backbone']} | {c['batch']} | {c['crop']} | {c['precision']} | {c['optimizer']} | {value(c['ms_per_step'])} | {value(c['images_per_s'])} | {c['first_step_s']} | {value(c['peak_memory_mib'])} ({c['weights_mib']}) | {', '.join(c['objective_input_dtypes'])}, autocast {'on' if c['autocast_in_objective'] else 'off'} | {c['host_sync'] or 'none'} |")
+        detectors = s["figures"].get("detectors")
+        if detectors:
+            lines += ["", "| detector | images x size | precision (backbone) | ms/iteration | first iteration (s) | peak MiB | last losses | test ms/image | VOC 24k on one device (h) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            for d in detectors:
+                last = ", ".join(f"{k} {v[-1]:.3f}" for k, v in d["losses"].items())
+                lines.append(f"| {d['detector']} | {d['images_per_iteration']} x {d['image_size']} | {d['precision']} ({d['backbone_dtype']}) | {d['ms_per_iteration']} | {d['first_iteration_s']} | {value(d['peak_memory_mib'])} | {last} | {d['test_ms_per_image']} | {d['voc_24k_hours_one_device']} |")
         rows = s["figures"].get("rows")
         if rows:
             lines += ["", "| method | base | step ms | base step ms | ratio |", "| --- | --- | --- | --- | --- |"]
@@ -597,7 +707,7 @@ def markdown(record: dict, judged: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("pytest", "steps", "compiled", "end_to_end", "torchrun", "bench", "step_ratios")
+SECTIONS = ("pytest", "steps", "compiled", "end_to_end", "torchrun", "bench", "step_ratios", "detection")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     check.run("torchrun", "torchrun with one process", (40, 8), torchrun_section)
     check.run("bench", "the GPU-speed targets and the MFU", (60, 5), bench_section)
     check.run("step_ratios", "hard-negative step / base step", (40, 3), step_ratios_section)
+    check.run("detection", "Faster and Mask R-CNN R50-C4 fine-tuning iterations", (40, 8), detection_section)
     shutil.rmtree(check.work, ignore_errors=True)  # the data and run stores it wrote; the logs stay in --out
     print((check.out / "gpu_check.md").read_text())
     return 1 if any(s.status == "failed" for s in check.sections) else 0

@@ -5,6 +5,7 @@ after a kill; its schedule, flips, precise BatchNorm and report columns against 
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import statistics
@@ -339,3 +340,58 @@ def test_report_columns_are_ap50_ap_ap75_over_trials(tmp_path):
     markdown = render(frame, "markdown")
     assert f"{statistics.fmean(values['AP50']):.2f} ± {statistics.stdev(values['AP50']):.2f} (5 trials)" in markdown
     assert "| AP -> voc0712" in markdown and "AP75 -> voc0712" in markdown and "[" not in markdown  # trials are no variants
+
+
+# --- COCO's test path --------------------------------------------------------------------------
+
+
+class Replay(torch.nn.Module):
+    """A "detector" that answers each test image with the next of ``outputs``."""
+
+    def __init__(self, outputs: list[dict]) -> None:
+        super().__init__()
+        self.outputs = iter(outputs)
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        return [next(self.outputs)]
+
+
+@pytest.mark.parametrize("task", ["masks", "keypoints"])
+def test_coco_test_path_writes_what_detectron2_writes(tmp_path, task):
+    """A detector answering COCO val2017 (files in the released format) with its non-crowd objects:
+    its figures are pycocotools' on the records detectron2 writes, made here from the ground truth
+    (the mask probabilities cut at 0.5, the keypoints back from detectron2's +0.5, the sorted
+    category ids), and exact keypoints have keypoint AP 100."""
+    from test_detection_datasets import write_coco
+
+    from hardneg_bench.detection.coco_eval import CocoImagePredictions, coco_category_ids, evaluate_coco
+
+    write_coco(tmp_path, "val")
+    for annotations in (tmp_path / "coco" / "annotations").iterdir():  # without its two-point polygon, which pycocotools cannot rasterise
+        content = json.loads(annotations.read_text())
+        annotations.write_text(json.dumps({**content, "annotations": [a for a in content["annotations"] if a["id"] != 6]}))
+    data = detection_dataset("coco2017", "val", tmp_path, task)
+    ids = coco_category_ids(data.coco)
+    outputs, expected = [], []
+    for _, target in data:
+        keep = ~target["iscrowd"]
+        boxes, labels = target["boxes"][keep], target["labels"][keep]
+        scores = torch.linspace(0.9, 0.5, len(boxes))
+        output = {"boxes": boxes, "labels": labels, "scores": scores}
+        image = {"image_id": target["image_id"], "boxes": boxes.numpy(), "scores": scores.numpy(), "category_ids": ids[labels.numpy() - 1]}
+        if task == "masks":
+            masks = target["masks"][keep]
+            output["masks"] = (0.1 + 0.8 * masks.float())[:, None]  # probabilities either side of 0.5
+            image["masks"] = masks.numpy()
+        else:
+            points = target["keypoints"][keep]
+            output |= {"keypoints": torch.cat([points[..., :2], torch.ones_like(points[..., :1])], -1), "keypoints_scores": torch.full(points.shape[:2], 3.0)}
+            image["keypoints"] = torch.cat([points[..., :2] - 0.5, torch.full_like(points[..., :1], 3.0)], -1).numpy()
+        outputs.append(output)
+        expected.append(CocoImagePredictions(**image))
+    metrics = evaluate_detector(Replay(outputs), data, torch.device("cpu"), None)
+    other, prefix = ("segm", "mask_") if task == "masks" else ("keypoints", "keypoint_")
+    assert {k: v for k, v in metrics.items() if not k.startswith(prefix)} == evaluate_coco(data.coco, expected, "bbox").as_dict()
+    assert {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)} == evaluate_coco(data.coco, expected, other).as_dict()
+    if task == "keypoints":
+        assert metrics["keypoint_AP"] == pytest.approx(100.0)

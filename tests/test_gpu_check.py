@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,19 @@ def test_the_quick_check_runs_every_section_on_the_cpu_and_passes(quick_check):
     assert end_to_end["exactly_equal"] and set(end_to_end["resumed_minus_straight"]) == {"pretrain final_loss", "probe cifar10 test_accuracy", "knn cifar10 test_accuracy", "transfer cifar100 test_accuracy"}
     assert "ring" in end_to_end["report"]
     assert sections["torchrun"]["figures"]["numbers"]["pretrain"]["process_group"] == "gloo"
+    detectors = {d["detector"]: d for d in sections["detection"]["figures"]["detectors"]}
+    assert list(detectors) == ["Faster R-CNN R50-C4 (VOC), tiny", "Mask R-CNN R50-C4 (COCO), tiny"]
+    faster_losses = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}  # torchvision's names
+    assert set(detectors["Faster R-CNN R50-C4 (VOC), tiny"]["losses"]) == faster_losses
+    assert set(detectors["Mask R-CNN R50-C4 (COCO), tiny"]["losses"]) == faster_losses | {"loss_mask"}
+    for d in detectors.values():  # fp32 on the CPU (precision auto), two timed iterations of two 64 px images
+        assert (d["precision"], d["backbone_dtype"], d["loss_dtypes"], d["images_per_iteration"], d["image_size"]) == ("fp32", "float32", ["float32"], 2, "64x64")
+        assert all(len(v) == 2 and all(math.isfinite(x) for x in v) for v in d["losses"].values()) and d["ms_per_iteration"] > 0
+    # detectron2's initialisation (class scores N(0, 0.01)): the 21 or 81 classes (background
+    # included) equally likely at first, a classification loss of ln(21) or ln(81) (the warm-up's
+    # tiny rate barely moves it)
+    assert abs(detectors["Faster R-CNN R50-C4 (VOC), tiny"]["losses"]["loss_classifier"][0] - math.log(21)) < 0.1
+    assert abs(detectors["Mask R-CNN R50-C4 (COCO), tiny"]["losses"]["loss_classifier"][0] - math.log(81)) < 0.1
     ratios = sections["step_ratios"]["figures"]["rows"]
     assert [(r["method"], r["base"]) for r in ratios] == [("hcl", "simclr"), ("sscl", "simclr"), ("mochi", "moco-v2"), ("ring", "moco-v2"), ("ir-ring", "ir"), ("cmc-ring", "cmc")]
     # on the CPU no target is judged, and the summary says so
@@ -61,13 +75,14 @@ def test_the_quick_check_runs_every_section_on_the_cpu_and_passes(quick_check):
     assert len(targets) >= 14 and all(t["met"] is None for t in targets)
     summary = (out / "gpu_check.md").read_text()
     assert "These are CPU figures (no GPU)" in summary and all(f"## {name}:" in summary for name in sections)
+    assert "| Faster R-CNN R50-C4 (VOC), tiny | 2 x 64x64 | fp32 (float32) |" in summary and "| Mask R-CNN R50-C4 (COCO), tiny | 2 x 64x64 |" in summary
     assert "11 skipped" in (out / "pytest.log").read_text()  # every CUDA-only test was collected
 
 
 def test_a_gpu_summary_judges_each_target(quick_check):
     """The summary a GPU run writes (targets judged), from the quick run's record."""
     _, _, record = quick_check
-    first, second = record["sections"][-1]["targets"][:2]
+    first, second = next(s for s in reversed(record["sections"]) if s["targets"])["targets"][:2]
     first["met"], second["met"] = True, False
     summary = load_script().markdown(record, judged=True)
     assert f"| {first['what']} |" in summary and "| yes |" in summary and "| **no** |" in summary
@@ -76,8 +91,10 @@ def test_a_gpu_summary_judges_each_target(quick_check):
 
 def test_sections_that_do_not_fit_the_budget_are_listed_as_not_run(tmp_path):
     done, record = run_check(tmp_path, "--budget", "1")
-    assert done.returncode == 0 and [s["status"] for s in record["sections"]] == ["not run"] * 7
+    assert done.returncode == 0 and [s["status"] for s in record["sections"]] == ["not run"] * 8
     assert all(s["reason"].startswith("time budget") for s in record["sections"])
     done, record = run_check(tmp_path / "only", "--only", "step_ratios", "pytest", "--skip", "pytest")
     assert [s["name"] for s in record["sections"] if s["status"] != "not run"] == ["step_ratios"] and done.returncode == 0
-    assert {s["reason"] for s in record["sections"][:-1]} == {"not chosen (--only/--skip)"}
+    assert {s["reason"] for s in record["sections"] if s["name"] != "step_ratios"} == {"not chosen (--only/--skip)"}
+    done, record = run_check(tmp_path / "detection", "--only", "detection")
+    assert [s["name"] for s in record["sections"] if s["status"] == "passed"] == ["detection"] and done.returncode == 0

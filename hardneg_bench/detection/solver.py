@@ -70,11 +70,3 @@ def build_optimizer(model: nn.Module, lr: float) -> torch.optim.SGD:
     groups = parameter_groups(model)
     fused = groups[0]["params"][0].is_cuda
     return torch.optim.SGD(groups, lr=lr, momentum=MOMENTUM, nesterov=False, fused=fused)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float, iteration: int, schedule: DetectionSchedule) -> float:
-    """Every group's rate for ``iteration``; returns it."""
-    rate = lr * lr_factor(iteration, schedule)
-    for group in optimizer.param_groups:
-        group["lr"] = rate
-    return rate

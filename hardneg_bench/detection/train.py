@@ -41,7 +41,7 @@ from ..store import load_checkpoint, save_checkpoint
 from .datasets import Item
 from .loader import training_loader
 from .precise_bn import recompute_batchnorm
-from .solver import build_optimizer, set_lr
+from .solver import build_optimizer, lr_factor
 
 CHECKPOINT = "checkpoint.pt"
 SIGNAL_EVERY = 20
@@ -174,7 +174,7 @@ class _FineTuning:
             began, before = time.perf_counter(), self.seconds
             for iteration, batch in zip(range(start, total), self.loader("order", start, runtime)):
                 torch.manual_seed(derive_seed(self.seed, "iteration", iteration, distributed.rank()))
-                lr = set_lr(self.trainer.optimizer, self.cfg.lr, iteration, schedule)
+                lr = self.cfg.lr * lr_factor(iteration, schedule)
                 losses = self.trainer.step(batch, lr)
                 loss = float(sum(losses.values()))
                 if distributed.any_process(not math.isfinite(loss), device):

@@ -245,8 +245,8 @@ def render(frame: pd.DataFrame, fmt: str):
         return "\n\n".join([tabulate(wide, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), *notes])
     if fmt == "latex":
         return latex_table(wide, left, notes)
-    counts = frame.groupby([*ROW, "group", "column"])["seed"].count()
-    table = Table(title=f"hardneg-bench results (test accuracy %, {accuracy_description(counts, frame['trial'].notna().any())})", caption="\n".join(notes) or None, caption_justify="left")
+    counts, trials = frame.groupby([*ROW, "group", "column"])["seed"].count(), frame["trial"].notna().any()
+    table = Table(title=f"hardneg-bench results (test accuracy{' and detection AP' if trials else ''} %, {accuracy_description(counts, trials)})", caption="\n".join(notes) or None, caption_justify="left")
     for name in wide.columns:
         table.add_column(escape(str(name)), justify="left" if name in left else "right")
     for row in wide.itertuples(index=False):
