@@ -39,6 +39,7 @@ def readme_commands() -> list[str]:
 
 RUN_HERE = {
     "hardneg-bench reproduce ring-table1 --dry-run",
+    "hardneg-bench reproduce moco-voc --dry-run",
     "hardneg-bench report",
     "hardneg-bench report --format markdown",
     "hardneg-bench report --table hcl-readme-stl10 --format latex",
@@ -74,6 +75,7 @@ CANNOT_RUN_HERE = {
     "hardneg-bench reproduce hcl-readme-stl10 --seeds 3 --data-root /data": "gpu",
     "hardneg-bench evaluate --checkpoint moco_v2_800ep_pretrain.pth.tar --dataset imagenet --data-root /data": "released",
     "hardneg-bench reproduce hcl-readme-stl10 --checkpoints ~/weights --data-root /data": "released",
+    "hardneg-bench evaluate --checkpoint moco_v2_800ep_pretrain.pth.tar --dataset imagenet --set 'transfer=[voc0712:detection]' --data-root /data": "released",
 }
 """Not run by any test; the README says why beside them (see REASONS)."""
 
@@ -169,8 +171,9 @@ def test_readme_commands_run_as_written(line, store_with_results, monkeypatch, t
     if line.startswith("hardneg-bench report"):  # the table's rows, with our made-up results
         assert all(row.label in done.stdout for row in load_table("hcl-readme-stl10").rows), (line, done.stdout[:800])
         assert "(2 seeds)" in done.stdout, (line, done.stdout[:800])
-    else:
-        assert "ring-table1" in done.stdout and "runs cached" in done.stdout, (line, done.stdout[:800])
+    else:  # a dry-run: the table it names, its plan's summary line, the datasets it looked for
+        table = shlex.split(line)[2]
+        assert table in done.stdout and "runs cached" in done.stdout and "Datasets under" in done.stdout, (line, done.stdout[:800])
 
 
 def test_the_command_line_reference_names_every_option():
