@@ -334,8 +334,8 @@ class DetectionConfig:
     """A name of :data:`DETECTION_SCHEDULES`: ``voc-24k``, ``coco-1x`` or ``coco-2x``."""
     trials: int = 5
     """Fine-tunings of one encoder, each its own stage (trial k: its own initialisation of the new
-    layers and its own data order): MoCo reports VOC numbers as the mean of 5 trials (He et al.
-    2020, Table 2 caption)."""
+    layers and its own data order): "These results are means of 5 trials ... We recommend to run
+    5 trials and compute means" (facebookresearch/moco@132aea9 detection/README.md line 61)."""
     batch_size: int = 16
     """Images per iteration over all processes: Base-RCNN-C4-BN.yaml SOLVER.IMS_PER_BATCH 16."""
     lr: float = 0.02

@@ -305,6 +305,19 @@ def test_an_encoder_other_than_a_resnet50_with_the_imagenet_stem_is_refused_in_o
     assert "\n" not in str(err.value) and "needs a ResNet-50 encoder with the ImageNet stem" in str(err.value) and "resnet18" in str(err.value)
     with pytest.raises(ConfigError, match="not a detection dataset"):
         pipeline(tmp_path / "runs", data, "transfer=[voc07:detection]").pretrained_encoder()
+    with pytest.raises(ConfigError, match="has no masks annotations"):
+        pipeline(tmp_path / "runs", data, "detection.task=masks").pretrained_encoder()
+
+
+def test_several_processes_are_refused_before_pretraining(tmp_path, monkeypatch):
+    """The run's evaluations run in process 0 alone: a fine-tuning whose collectives wait for the
+    other processes would hang, so it is refused in every process before anything trains."""
+    from hardneg_bench import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(ConfigError, match="runs in one process for now") as err:
+        pipeline(tmp_path / "runs", tmp_path / "data").pretrained_encoder()
+    assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()
 
 
 def test_the_detection_field_leaves_other_stage_keys_alone():

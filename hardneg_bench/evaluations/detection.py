@@ -9,15 +9,21 @@ max-pool), else one error line says so. Its width is the encoder's: a narrower R
 (``model.width`` below 1, for CPU tests) gives an R50-C4 whose every width, heads included, is
 scaled alike (:class:`~hardneg_bench.detection.models.DetectorSpec` ``width``); with
 ``detection.image_size`` its images are small too. That is the tiny variant: nothing else changes.
+
+The fine-tuning can run data-parallel (:mod:`hardneg_bench.detection.train`), but a run's
+evaluations run in process 0 alone, so under torchrun with several processes the stage is refused
+before pretraining (it would wait for the others for ever).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
+from .. import distributed
 from ..config import ConfigError, DetectionConfig, RunConfig, config_key, to_dict
 from ..detection.datasets import DETECTION_DATASETS, Item, detection_dataset
 from ..detection.inference import evaluate_detector
@@ -53,18 +59,22 @@ class DetectionTarget:
         """VOC's ``test`` (2007), COCO's ``val``."""
         return DETECTION_DATASETS[self.dataset].splits[-1]
 
-    def load(self, split: str, root, download: bool = False) -> Dataset[Item]:
+    def load(self, split: str, root: Path, download: bool = False) -> Dataset[Item]:
         """The split as it is on disk under ``root`` (nothing is downloaded: one error line names
         what is missing and where to get it)."""
         return detection_dataset(self.dataset, split, root, self.task)
 
 
 def detection_target(cfg: RunConfig, name: str) -> DetectionTarget:
-    """``name`` as a detection dataset for ``detection.task``; an unknown dataset or a task it has
-    no annotations for is one ConfigError line (checked before pretraining). Its files are read,
-    and checked, when the stage starts."""
+    """``name`` as a detection dataset for ``detection.task``; an unknown dataset, a task it has no
+    annotations for, or a run of several processes is one ConfigError line (checked before
+    pretraining). Its files are read, and checked, when the stage starts."""
     if name not in DETECTION_DATASETS:
         raise ConfigError(f"config key 'transfer': {name!r} is not a detection dataset (known: {', '.join(DETECTION_DATASETS)})")
+    if distributed.world_size() > 1:
+        # the pipeline evaluates in process 0 alone; the fine-tuning's collectives (synchronised
+        # BatchNorm, DistributedDataParallel) would wait for the other processes for ever
+        raise ConfigError(f"config key 'transfer': {name}:detection runs in one process for now (the run's evaluations run in process 0 only): run it without torchrun or with --nproc_per_node=1")
     tasks = DETECTION_DATASETS[name].tasks
     if cfg.detection.task not in tasks:
         raise ConfigError(f"config key 'detection.task': {name} has no {cfg.detection.task} annotations (it has {', '.join(tasks)})")
