@@ -380,9 +380,9 @@ def test_coco_test_path_writes_what_detectron2_writes(tmp_path, task):
     from hardneg_bench.detection.coco_eval import CocoImagePredictions, coco_category_ids, evaluate_coco
 
     write_coco(tmp_path, "val")
-    for annotations in (tmp_path / "coco" / "annotations").iterdir():  # without its two-point polygon, which pycocotools cannot rasterise
-        content = json.loads(annotations.read_text())
-        annotations.write_text(json.dumps({**content, "annotations": [a for a in content["annotations"] if a["id"] != 6]}))
+    for annotation_file in (tmp_path / "coco" / "annotations").iterdir():  # without its two-point polygon, which pycocotools cannot rasterise
+        content = json.loads(annotation_file.read_text())
+        annotation_file.write_text(json.dumps({**content, "annotations": [a for a in content["annotations"] if a["id"] != 6]}))
     data = detection_dataset("coco2017", "val", tmp_path, task)
     ids = coco_category_ids(data.coco)
     outputs, expected = [], []
