@@ -144,7 +144,7 @@ def test_the_stage_learns_the_squares_and_a_second_run_is_cached(tmp_path):
     # every iteration's rate is the schedule's, computed here by hand: 100 iterations of voc-24k
     # have steps at 75 and 92 (18000 / 240, 22000 / 240 rounded), a warm-up of round(100 / 240) = 0
     state = load_checkpoint(first.store.stage_dir("detection", record["key"]) / CHECKPOINT, record["key"], torch.device("cpu"))
-    assert state["iteration"] == 100 and state["precise_bn"]
+    assert state["iteration"] == 100 and state["precise_bn"] and "optimizer" not in state  # the fine-tuned detector
     expected = [0.06 * (1 if i < 75 else 0.1 if i < 92 else 0.01) for i in range(100)]
     assert [h["lr"] for h in state["history"]] == pytest.approx(expected, rel=1e-12)
     assert all(math.isfinite(h["loss"]) for h in state["history"])
@@ -380,9 +380,9 @@ def test_coco_test_path_writes_what_detectron2_writes(tmp_path, task):
     from hardneg_bench.detection.coco_eval import CocoImagePredictions, coco_category_ids, evaluate_coco
 
     write_coco(tmp_path, "val")
-    for annotations in (tmp_path / "coco" / "annotations").iterdir():  # without its two-point polygon, which pycocotools cannot rasterise
-        content = json.loads(annotations.read_text())
-        annotations.write_text(json.dumps({**content, "annotations": [a for a in content["annotations"] if a["id"] != 6]}))
+    for annotation_file in (tmp_path / "coco" / "annotations").iterdir():  # without its two-point polygon, which pycocotools cannot rasterise
+        content = json.loads(annotation_file.read_text())
+        annotation_file.write_text(json.dumps({**content, "annotations": [a for a in content["annotations"] if a["id"] != 6]}))
     data = detection_dataset("coco2017", "val", tmp_path, task)
     ids = coco_category_ids(data.coco)
     outputs, expected = [], []

@@ -119,12 +119,14 @@ class DetectorTrainer:
         self.optimizer.step()
         return {name: loss.detach() for name, loss in losses.items()}
 
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+    def state_dict(self, optimizer: bool = True) -> dict:
+        """The weights and (unless ``optimizer`` is false: training is over) the optimizer's state."""
+        return {"model": self.model.state_dict(), **({"optimizer": self.optimizer.state_dict()} if optimizer else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
 
 
 @dataclass
@@ -154,10 +156,11 @@ class _FineTuning:
             self.saved = self.iteration
 
     def save(self) -> None:
-        """A checkpoint of where the fine-tuning stands (written by process 0), and metrics.csv."""
+        """A checkpoint of where the fine-tuning stands (written by process 0; the last, after
+        precise BN, without the optimizer: the fine-tuned detector), and metrics.csv."""
         self.saved = self.iteration
         if distributed.is_main():
-            state = {"iteration": self.iteration, "precise_bn": self.precise_bn, "history": self.history, "seconds": self.seconds, **self.trainer.state_dict()}
+            state = {"iteration": self.iteration, "precise_bn": self.precise_bn, "history": self.history, "seconds": self.seconds, **self.trainer.state_dict(optimizer=not self.precise_bn)}
             save_checkpoint(self.run_dir / CHECKPOINT, state, self.run_dir.name)
             _write_metrics(self.run_dir, self.history)
 
