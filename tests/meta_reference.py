@@ -4,12 +4,21 @@ src/datasets/meta_datasets/*.py and src/datasets/datasets.py), independently of
 hardneg_bench.data.meta_domains."""
 
 import numpy as np
+import torch
 from PIL import Image
 from torchvision import transforms
 
 
 def colour(label: int) -> tuple[int, int, int]:
     return (label * 37) % 256, (label * 91 + 40) % 256, (label * 53 + 90) % 256
+
+
+def assert_colours(data, tolerance):
+    """A loaded split of 84-px images, each of its label's :func:`colour` at the centre."""
+    assert data.images.dtype == torch.uint8 and data.images.shape[1:] == (3, 84, 84)
+    assert data.labels.dtype == torch.int64 and len(data.labels) == len(data.images)
+    for image, label in zip(data.images, data.labels.tolist()):
+        assert np.abs(image[:, 42, 42].numpy().astype(int) - colour(label)).max() <= tolerance, label
 
 
 def solid(path, rgb, size=(30, 20)):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from inprocess_cli import invoke
-from meta_reference import colour, solid, their_resize, their_split
+from meta_reference import assert_colours, colour, solid, their_resize, their_split
 from PIL import Image
 
 from hardneg_bench.data import meta_domains
@@ -114,13 +114,6 @@ def write_omniglot(root, drawings=5):
                     Image.new("L", (105, 105), 8 * k).save(folder / f"{label + 1:04d}_{d + 1:02d}.png")
                     groups[-1].append((label, 8 * k))
     return groups
-
-
-def assert_colours(data, tolerance):
-    assert data.images.dtype == torch.uint8 and data.images.shape[1:] == (3, 84, 84)
-    assert data.labels.dtype == torch.int64 and len(data.labels) == len(data.images)
-    for image, label in zip(data.images, data.labels.tolist()):
-        assert np.abs(image[:, 42, 42].numpy().astype(int) - colour(label)).max() <= tolerance, label
 
 
 def test_specs_are_transfer_targets_at_84_px():
