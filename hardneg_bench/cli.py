@@ -176,7 +176,8 @@ def run(
     logger: str = Logger,
 ) -> None:
     """Pretrain METHOD on DATASET, then linear probe, kNN and transfer; cached stages are skipped.
-    Under torchrun every process pretrains on its share of each batch and process 0 evaluates."""
+    Under torchrun every process pretrains on its share of each batch and fine-tunes the detection
+    targets on its share; process 0 alone runs the other evaluations."""
     from . import distributed
     from .pipeline import Pipeline
     from .recipes import cli_flags, resolve_config
@@ -214,7 +215,9 @@ def evaluate(
     workers: int = Workers,
 ) -> None:
     """Linear probe, kNN and transfer of the encoder in a file, as for a pretraining: cached by
-    the file's content, recorded in the ledger with its SHA-256, format and origin."""
+    the file's content, recorded in the ledger with its SHA-256, format and origin. Under torchrun
+    every process fine-tunes the detection targets together and process 0 runs the rest."""
+    from . import distributed
     from .checkpoints import read_checkpoint
     from .pipeline import Pipeline
     from .recipes import cli_flags, resolve_config
@@ -227,6 +230,8 @@ def evaluate(
     runtime = _guarded(lambda: _runtime(device, workers, False, False))
     store = RunStore(runs_dir or default_runs_dir())
     records = _guarded(lambda: Pipeline(cfg, store, runtime, _data_root(data_root), download).run_checkpoint(checkpoint, imported))
+    if not distributed.is_main():
+        return
     console.print(render(results_frame(records), "table"))
     _emit(f"evaluated {checkpoint} as {imported.format} weights (input normalisation {imported.normalization}) with {recipe}'s evaluation settings for {cfg.dataset}")
 

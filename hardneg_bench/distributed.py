@@ -80,6 +80,16 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def main_decides(flag: bool, device: torch.device) -> bool:
+    """Process 0's ``flag`` in every process (a collective: all must call it), so that the
+    processes take the same branch whatever each of them saw."""
+    if world_size() == 1:
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
 def any_process(flag: bool, device: torch.device) -> bool:
     """True in every process when ``flag`` is true in any (a collective: all must call it)."""
     if world_size() == 1:
@@ -145,10 +155,11 @@ def average_running_stats(model: nn.Module) -> None:
                 stat.div_(n)
 
 
-def check_batch(batch_size: int) -> None:
+def check_batch(batch_size: int, key: str = "pretrain.batch_size") -> None:
+    """Refuse a batch (config key ``key``) the processes cannot share equally."""
     n = world_size()
     if batch_size % n:
-        raise ConfigError(f"pretrain.batch_size {batch_size} cannot be shared equally among {n} processes: use a multiple of {n}")
+        raise ConfigError(f"{key} {batch_size} cannot be shared equally among {n} processes: use a multiple of {n}")
 
 
 def check_shares(batch_size: int, bn_splits: int) -> None:

@@ -153,18 +153,21 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------------
 
-    def _stage(self, stage: str, config: dict, label: dict, compute: Callable[[Path], dict], needs: tuple = ()) -> dict:
+    def _stage(self, stage: str, config: dict, label: dict, compute: Callable[[Path], dict], needs: tuple = (), together: bool = True) -> dict:
         """The stage's record, computed unless its key is already done. ``needs`` lists the
         (dataset, split) pairs it reads: they are loaded first, so a missing dataset fails
-        before anything is written."""
+        before anything is written. ``together``: every process of the run calls this (and
+        ``compute`` writes in process 0 only); whether the stage is done is then process 0's
+        answer in all of them, so that none computes alone. Otherwise process 0 alone calls it."""
         key = config_key(config)
-        if self.store.is_done(stage, key):
+        done = (lambda: distributed.main_decides(self.store.is_done(stage, key), self.runtime.device)) if together else (lambda: self.store.is_done(stage, key))
+        if done():
             return self._cached(stage, key)
         for spec, split in needs:
             self.data(spec, split)
         main = distributed.is_main()
         with self.store.stage_lock(stage, key) if main else contextlib.nullcontext():
-            if self.store.is_done(stage, key):  # another process finished it while we waited
+            if done():  # another command finished it while we waited for its lock
                 return self._cached(stage, key)
             run_dir = self.store.stage_dir(stage, key)
             if main:
@@ -220,7 +223,7 @@ class Pipeline:
 
     def target_dataset(self, evaluation: Evaluation, name: str):
         """The dataset ``evaluation`` reads for ``name`` (a one-line error when it is missing)."""
-        return evaluation.dataset(self.cfg, name) if evaluation.dataset is not None else run_dataset(self.cfg, name)
+        return evaluation.dataset(self.cfg, name, self.data_root) if evaluation.dataset is not None else run_dataset(self.cfg, name)
 
     def evaluation(self, evaluation: Evaluation, encoder: Encoder, name: str) -> list[dict]:
         """Every stage of ``evaluation`` for ``encoder`` on the dataset ``name`` (a transfer when it
@@ -230,7 +233,8 @@ class Pipeline:
         records = []
         for stage in evaluation.stages(self.cfg, encoder.key, name, name != self.cfg.dataset):
             label = {**encoder.label, "eval_dataset": name, **stage.label}
-            records.append(self._stage(stage.stage, stage.config, label, lambda _, stage=stage: evaluation.compute(self, encoder, dataset, stage), needs))
+            compute = lambda _, stage=stage: evaluation.compute(self, encoder, dataset, stage)  # noqa: E731
+            records.append(self._stage(stage.stage, stage.config, label, compute, needs, together=evaluation.data_parallel))
         return records
 
     def transfer_targets(self) -> list[Target]:
@@ -239,12 +243,24 @@ class Pipeline:
         names = self.cfg.transfer if self.cfg.transfer is not None else (get_dataset(self.cfg.dataset).transfer_target,)
         return [Target.parse(name) for name in names if name]
 
-    def evaluate(self, encoder: Encoder) -> None:
-        """The linear probe and kNN on the pretraining dataset, then every transfer target."""
-        self.evaluation(EVALUATIONS["linear"], encoder, self.cfg.dataset)
-        self.evaluation(EVALUATIONS["knn"], encoder, self.cfg.dataset)
-        for target in self.transfer_targets():
-            self.evaluation(target.evaluation, encoder, target.dataset)
+    def evaluate(self, *encoders: Encoder) -> None:
+        """For each encoder, the linear probe and kNN on the pretraining dataset, then every
+        transfer target. Every process of the run calls this. With several processes, the
+        data-parallel evaluations (detection fine-tuning) of every encoder come first, in all the
+        processes together; then process 0 alone runs the others while the rest return (they
+        would otherwise wait in a collective through hours of probes, past its timeout)."""
+        plan = [(evaluation, encoder, name) for encoder in encoders for evaluation, name in self._evaluations()]
+        if distributed.world_size() > 1:
+            together = [step for step in plan if step[0].data_parallel]
+            plan = together + ([step for step in plan if not step[0].data_parallel] if distributed.is_main() else [])
+        for evaluation, encoder, name in plan:
+            self.evaluation(evaluation, encoder, name)
+
+    def _evaluations(self) -> list[tuple[Evaluation, str]]:
+        """(evaluation, dataset) of a run: the linear probe and kNN on the pretraining dataset,
+        then every transfer target."""
+        own = self.cfg.dataset
+        return [(EVALUATIONS["linear"], own), (EVALUATIONS["knn"], own), *((t.evaluation, t.dataset) for t in self.transfer_targets())]
 
     def checkpoint_encoder(self, path: Path, imported: ImportedEncoder) -> Encoder:
         """An encoder file (``path``, read as ``imported``) stored in our encoder format once, as
@@ -255,7 +271,8 @@ class Pipeline:
         config, label = checkpoint_stage(self.cfg, imported, path.name)
 
         def compute(run_dir: Path) -> dict:
-            atomic_torch_save(imported.record, run_dir / ENCODER)
+            if distributed.is_main():
+                atomic_torch_save(imported.record, run_dir / ENCODER)
             return {"sha256": imported.sha256, "format": imported.format, "origin": str(path.resolve()), "code": imported.source, "normalization": self.cfg.model.normalization}
 
         record = self._stage(CHECKPOINT, config, label, compute)
@@ -268,12 +285,11 @@ class Pipeline:
 
     def run(self) -> list[dict]:
         """Walk the chain; return the records of every stage of this run (cached or new). With
-        several processes all of them pretrain, and process 0 alone evaluates."""
+        several processes all of them pretrain and fine-tune detectors, and process 0 alone runs
+        the other evaluations (:meth:`evaluate`)."""
         distributed.check_shares(self.cfg.pretrain.batch_size, self.cfg.model.bn_splits)
-        encoder = self.pretrained_encoder()
-        if not distributed.is_main():
-            return self.records
-        self.evaluate(encoder)
+        encoders = [self.pretrained_encoder()]
         if self.cfg.random_init_baseline:
-            self.evaluate(self.random_init_encoder())
+            encoders.append(self.random_init_encoder())
+        self.evaluate(*encoders)
         return self.records

@@ -13,12 +13,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from fake_ledger import write_ledger
+from voc_squares import CPU, ENCODER_SETTINGS, detection_records, pipeline, squares_voc
 from hardneg_bench import faults
 from hardneg_bench.config import DETECTION_SCHEDULES, ConfigError, DetectionConfig, config_key, to_dict
 from hardneg_bench.detection.datasets import detection_dataset
@@ -30,20 +29,13 @@ from hardneg_bench.detection.solver import lr_factor, parameter_groups
 from hardneg_bench.detection.train import CHECKPOINT, DetectorTrainer
 from hardneg_bench.engine.preemption import Interrupted
 from hardneg_bench.engine.pretrain import ENCODER
-from hardneg_bench.engine.runtime import Runtime
 from hardneg_bench.evaluations.detection import detector_spec
 from hardneg_bench.evaluations.registry import EVALUATIONS
-from hardneg_bench.pipeline import Pipeline, pretrain_stage
+from hardneg_bench.pipeline import pretrain_stage
 from hardneg_bench.recipes import resolve_config
 from hardneg_bench.reports.run_report import render, results_frame, summary
 from hardneg_bench.store import RunStore, load_checkpoint, load_data
 
-CPU = Runtime(torch.device("cpu"), num_workers=0, show_progress=False)
-SIDE, SQUARE = 48, 32
-"""Images of 48 x 48 px with 32 x 32 squares on the 16 px grid: each square is one of the
-detector's 32 px anchors (stride 16), the easiest boxes there are."""
-ENCODER_SETTINGS = ["model.backbone=resnet50", "model.width=0.0625", "model.stem=imagenet"]
-"""A ResNet-50 with the ImageNet stem at 1/16 width: the tiny variant's encoder."""
 LEARN = ["detection.image_size=48", "detection.batch_size=2", "detection.lr=0.06", "detection.iterations=100", "detection.precise_bn_iterations=8", "detection.trials=1"]
 
 
@@ -55,66 +47,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# --- a VOC folder of squares ---------------------------------------------------------------------
-
-
-def squares(count: int, seed: int) -> list[list[tuple[int, int]]]:
-    """Per image, the top-left corners of its squares (one or two, on the 16 px grid, apart)."""
-    rng = np.random.default_rng(seed)
-    corners = [(x, y) for x in range(0, SIDE - SQUARE + 1, 16) for y in range(0, SIDE - SQUARE + 1, 16)]
-    out = []
-    for i in range(count):
-        first = corners[rng.integers(len(corners))]
-        apart = [c for c in corners if abs(c[0] - first[0]) >= SQUARE or abs(c[1] - first[1]) >= SQUARE]
-        out.append([first] + ([apart[rng.integers(len(apart))]] if i % 2 and apart else []))
-    return out
-
-
-def voc_annotation(image_id: str, boxes: list[tuple[int, int]]) -> str:
-    """A VOC XML file: the size and one ``car`` object per square, its box 1-based inclusive."""
-    objects = "".join(
-        f"<object><name>car</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>"
-        f"<bndbox><xmin>{x + 1}</xmin><ymin>{y + 1}</ymin><xmax>{x + SQUARE}</xmax><ymax>{y + SQUARE}</ymax></bndbox></object>"
-        for x, y in boxes
-    )
-    return f"<annotation><folder>VOC2007</folder><filename>{image_id}.jpg</filename><size><width>{SIDE}</width><height>{SIDE}</height><depth>3</depth></size><segmented>0</segmented>{objects}</annotation>"
-
-
-def write_squares_voc(root: Path, layout: dict[tuple[str, str], list[list[tuple[int, int]]]]) -> None:
-    """``VOCdevkit/<year>/`` with each image set's images (squares at the given corners) as the
-    VOC tar files unpack them."""
-    for (year, image_set), images in layout.items():
-        folder = root / "VOCdevkit" / year
-        for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        ids = [f"{image_set}_{i:06d}" for i in range(len(images))]
-        (folder / "ImageSets" / "Main" / f"{image_set}.txt").write_text("".join(f"{i}\n" for i in ids))
-        for image_id, boxes in zip(ids, images):
-            pixels = np.full((SIDE, SIDE, 3), 20, np.uint8)
-            for x, y in boxes:
-                pixels[y : y + SQUARE, x : x + SQUARE] = 230
-            Image.fromarray(pixels).save(folder / "JPEGImages" / f"{image_id}.jpg", quality=95)
-            (folder / "Annotations" / f"{image_id}.xml").write_text(voc_annotation(image_id, boxes))
-
-
-def squares_voc(root: Path, train: int, seed: int = 0) -> Path:
-    """``train`` images split between VOC2007 and VOC2012 trainval, and the same images again as
-    VOC2007 test."""
-    images = squares(train, seed)
-    write_squares_voc(root, {("VOC2007", "trainval"): images[: train // 2], ("VOC2012", "trainval"): images[train // 2 :], ("VOC2007", "test"): images})
-    return root
-
-
-def pipeline(root: Path, data: Path, *overrides: str) -> Pipeline:
-    cfg = resolve_config("simclr", "shapes", overrides=[*ENCODER_SETTINGS, "transfer=[voc0712:detection]", *overrides])
-    return Pipeline(cfg, RunStore(root), CPU, data, download=False)
-
-
-def detection_records(p: Pipeline) -> list[dict]:
-    """The detection stages of the pipeline's random-init ResNet-50 (its encoder stored first)."""
-    return p.evaluation(EVALUATIONS["detection"], p.random_init_encoder(), "voc0712")
 
 
 # --- the stage learns, and is cached ---------------------------------------------------------------
@@ -309,13 +241,20 @@ def test_an_encoder_other_than_a_resnet50_with_the_imagenet_stem_is_refused_in_o
         pipeline(tmp_path / "runs", data, "detection.task=masks").pretrained_encoder()
 
 
-def test_several_processes_are_refused_before_pretraining(tmp_path, monkeypatch):
-    """The run's evaluations run in process 0 alone: a fine-tuning whose collectives wait for the
-    other processes would hang, so it is refused in every process before anything trains."""
+def test_a_batch_the_processes_cannot_share_is_refused_before_pretraining(tmp_path, monkeypatch):
+    """Each process fine-tunes on an equal share of every batch (detectron2's
+    ``IMS_PER_BATCH / world size``): 16 images among 3 processes is refused in one line before
+    anything trains; among 2 it passes that check and fails, before pretraining too, on the missing
+    VOC files (one line naming the archive)."""
     from hardneg_bench import distributed
+    from hardneg_bench.data.base import DatasetMissingError
 
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    with pytest.raises(ConfigError, match="detection.batch_size 16 cannot be shared equally among 3 processes") as err:
+        pipeline(tmp_path / "runs", tmp_path / "data").pretrained_encoder()
+    assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    with pytest.raises(ConfigError, match="runs in one process for now") as err:
+    with pytest.raises(DatasetMissingError, match="VOCtrainval_06-Nov-2007.tar") as err:
         pipeline(tmp_path / "runs", tmp_path / "data").pretrained_encoder()
     assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()
 

@@ -26,6 +26,7 @@ detectron2/data/datasets/builtin.py lines 43-44, 64-68). A missing or partial fo
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -162,6 +163,22 @@ def parse_voc_annotation(xml_path: Path, jpeg_path: Path, image_id: str) -> VocI
     )
 
 
+def require_voc_set(root: Path, year: str, image_set: str) -> tuple[Path, Path]:
+    """The folder of ``year`` and its ``image_set`` listing under ``root/VOCdevkit``; one
+    :class:`DatasetMissingError` line naming the archive to get when a part is missing."""
+    folder = root / "VOCdevkit" / year
+    listing = folder / "ImageSets" / "Main" / f"{image_set}.txt"
+    how = f"download {VOC_URL}{VOC_ARCHIVES[(year, image_set)]} and extract it in the data root (it unpacks into VOCdevkit/{year})"
+    require("voc0712", [folder, listing, folder / "Annotations", folder / "JPEGImages"], how, root)
+    return folder, listing
+
+
+def require_voc(split: str, root: Path, task: Task) -> None:
+    """The files of VOC's ``split`` are there (one error line if not), none read."""
+    for year, image_set in VOC_SPLITS[split]:
+        require_voc_set(Path(root), year, image_set)
+
+
 class VocDetection(Dataset[Item]):
     """The images of ``sets`` (``(year folder, image set)`` pairs under ``root/VOCdevkit``), in the
     order the image set files list them, set after set (detectron2 chains its dataset dicts:
@@ -177,10 +194,7 @@ class VocDetection(Dataset[Item]):
         self.training = training
         self.images: list[VocImage] = []
         for year, image_set in sets:
-            folder = root / "VOCdevkit" / year
-            listing = folder / "ImageSets" / "Main" / f"{image_set}.txt"
-            how = f"download {VOC_URL}{VOC_ARCHIVES[(year, image_set)]} and extract it in the data root (it unpacks into VOCdevkit/{year})"
-            require("voc0712", [folder, listing, folder / "Annotations", folder / "JPEGImages"], how, root)
+            folder, listing = require_voc_set(root, year, image_set)
             for image_id in listing.read_text().split():
                 self.images.append(parse_voc_annotation(folder / "Annotations" / f"{image_id}.xml", folder / "JPEGImages" / f"{image_id}.jpg", image_id))
         if training:
@@ -231,6 +245,19 @@ def valid_polygons(annotation: dict[str, Any]) -> dict[str, Any] | None:
     return {**annotation, "segmentation": polygons} if polygons else None
 
 
+def require_coco(split: str, root: Path, task: Task) -> tuple[Path, Path]:
+    """COCO's annotation file of ``task`` and image folder of ``split``; one
+    :class:`DatasetMissingError` line naming the archives to get when either is missing (or
+    pycocotools, which reads them)."""
+    if importlib.util.find_spec("pycocotools") is None:
+        raise DatasetMissingError("coco2017: reading COCO annotations needs pycocotools, which is not installed: pip install 'hardneg-bench[detection]'")
+    annotations = Path(root) / "coco" / "annotations" / f"{COCO_ANNOTATIONS[task][0]}_{split}2017.json"
+    images = Path(root) / "coco" / f"{split}2017"
+    how = f"get {split}2017.zip and annotations_trainval2017.zip from {COCO_URL} and extract both in <data root>/coco"
+    require("coco2017", [annotations, images], how, Path(root))
+    return annotations, images
+
+
 class CocoDetection(Dataset[Item]):
     """COCO 2017 ``split`` for ``task`` read with pycocotools, images in sorted id order
     (coco.py line 106). Labels are the category ids in sorted order numbered from 1
@@ -244,16 +271,9 @@ class CocoDetection(Dataset[Item]):
     labelled keypoints, and hands out :func:`training_target` targets without crowd objects."""
 
     def __init__(self, root: Path, split: str, task: Task) -> None:
-        try:
-            from pycocotools.coco import COCO
-        except ImportError:
-            raise DatasetMissingError("coco2017: reading COCO annotations needs pycocotools, which is not installed: pip install 'hardneg-bench[detection]'") from None
-        root = Path(root)
-        stem, categories = COCO_ANNOTATIONS[task]
-        annotations = root / "coco" / "annotations" / f"{stem}_{split}2017.json"
-        self.image_folder = root / "coco" / f"{split}2017"
-        how = f"get {split}2017.zip and annotations_trainval2017.zip from {COCO_URL} and extract both in <data root>/coco"
-        require("coco2017", [annotations, self.image_folder], how, root)
+        annotations, self.image_folder = require_coco(split, root, task)
+        from pycocotools.coco import COCO  # an extra: present, as require_coco checked
+        categories = COCO_ANNOTATIONS[task][1]
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints its progress
                 self.coco: COCO = COCO(str(annotations))
@@ -330,13 +350,16 @@ class DetectionSpec:
     load: Callable[[str, Path, Task], Dataset[Item]]
     location: str
     """Where its files sit under the data root (what ``reproduce --dry-run`` looks for)."""
+    require: Callable[[str, Path, Task], object]
+    """``require(split, root, task)``: one :class:`DatasetMissingError` line unless the split's
+    files are there (nothing is parsed: a run checks this before pretraining)."""
 
 
 DETECTION_DATASETS: dict[str, DetectionSpec] = {
     spec.name: spec
     for spec in (
-        DetectionSpec("voc0712", "PASCAL VOC: train = VOC2007 trainval + VOC2012 trainval, test = VOC2007 test (20 classes)", tuple(VOC_SPLITS), ("boxes",), lambda split, root, task: VocDetection(root, VOC_SPLITS[split], training=split == "train"), "VOCdevkit"),
-        DetectionSpec("coco2017", "COCO 2017: train2017 / val2017, boxes and masks (80 classes) or person keypoints", COCO_SPLITS, ("boxes", "masks", "keypoints"), lambda split, root, task: CocoDetection(root, split, task), "coco"),
+        DetectionSpec("voc0712", "PASCAL VOC: train = VOC2007 trainval + VOC2012 trainval, test = VOC2007 test (20 classes)", tuple(VOC_SPLITS), ("boxes",), lambda split, root, task: VocDetection(root, VOC_SPLITS[split], training=split == "train"), "VOCdevkit", require_voc),
+        DetectionSpec("coco2017", "COCO 2017: train2017 / val2017, boxes and masks (80 classes) or person keypoints", COCO_SPLITS, ("boxes", "masks", "keypoints"), lambda split, root, task: CocoDetection(root, split, task), "coco", require_coco),
     )
 }
 

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from torch.utils.hooks import RemovableHandle
 
 from .. import distributed
-from ..config import ConfigError, DetectionConfig, DetectionSchedule
+from ..config import DetectionConfig, DetectionSchedule
 from ..engine.preemption import Interrupted, stop_requests
 from ..engine.pretrain import TrainingDiverged, _write_metrics
 from ..engine.progress import training_progress
@@ -215,9 +215,7 @@ def fine_tune(trainer: DetectorTrainer, data: Dataset[Item], cfg: DetectionConfi
     the seconds per iteration. ``seed`` is the trial's. A SIGTERM or SIGINT while training saves
     a checkpoint after the current iteration and raises :class:`Interrupted`; a loss that is not
     finite raises :class:`TrainingDiverged` (the last checkpoint stays)."""
-    world = distributed.world_size()
-    if cfg.batch_size % world:
-        raise ConfigError(f"config key 'detection.batch_size': {cfg.batch_size} images cannot be shared equally among {world} processes: use a multiple of {world}")
+    distributed.check_batch(cfg.batch_size, "detection.batch_size")
     schedule = cfg.resolved_schedule()
     run = _FineTuning(trainer, cfg, seed, run_dir, name, data)
     run.resume()

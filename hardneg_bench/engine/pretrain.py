@@ -80,11 +80,12 @@ def load_encoder_with_head(path: Path, device: torch.device) -> torch.nn.Module:
 
 def save_random_init(cfg: RunConfig, spec: DatasetSpec, run_dir: Path) -> dict:
     """The random-init baseline: the encoder (and its head) as initialised with the run's seed,
-    untrained."""
+    untrained (written by process 0)."""
     seed_everything(derive_seed(cfg.seed, "init"))
     backbone = build_encoder(encoder_spec(cfg, spec))
     projector = projection_head(**head_spec(cfg, backbone.feature_dim))  # drawn after the encoder: its init is unchanged
-    atomic_torch_save(encoder_record(cfg, spec, backbone, projector), run_dir / ENCODER)
+    if distributed.is_main():
+        atomic_torch_save(encoder_record(cfg, spec, backbone, projector), run_dir / ENCODER)
     return {"epochs_trained": 0}
 
 

@@ -5,12 +5,12 @@ computed. A new protocol is one module defining an :class:`Evaluation` plus its 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import RunConfig
 
 if TYPE_CHECKING:  # the pipeline calls evaluations; they only use its services
-    from ..data.base import DatasetSpec
     from ..pipeline import Encoder, Pipeline
 
 
@@ -31,14 +31,19 @@ class Evaluation:
     ``stages(cfg, encoder_key, dataset, transfer)`` lists the stages it runs (``transfer``: the
     dataset is not the one the encoder was pretrained on); ``compute(pipeline, encoder, dataset,
     stage)`` returns one stage's metrics (``test_accuracy`` in %, and whatever else it measures).
-    ``dataset(cfg, name)`` gives the dataset object ``compute`` receives and raises a one-line
-    DatasetMissingError when its files are not there (called before pretraining, so that a missing
-    target fails first); None: the classification registry's, as the run normalises it, whose
-    ``splits`` are loaded before the first stage is written."""
+    ``dataset(cfg, name, data_root)`` gives the dataset object ``compute`` receives and raises a
+    one-line DatasetMissingError when its files are not under ``data_root`` (called before
+    pretraining, so that a missing target fails first); None: the classification registry's, as the run normalises it, whose
+    ``splits`` are loaded before the first stage is written.
+
+    ``data_parallel``: under torchrun every process computes each stage together, on its share
+    of the work (the computation writes in process 0 only); otherwise process 0 computes it
+    alone."""
 
     name: str
     description: str
     splits: tuple[str, ...]
     stages: Callable[[RunConfig, str, str, bool], list[EvaluationStage]]
     compute: Callable[["Pipeline", "Encoder", Any, EvaluationStage], dict]
-    dataset: Callable[[RunConfig, str], Any] | None = None
+    dataset: Callable[[RunConfig, str, Path], Any] | None = None
+    data_parallel: bool = False

@@ -10,9 +10,9 @@ max-pool), else one error line says so. Its width is the encoder's: a narrower R
 scaled alike (:class:`~hardneg_bench.detection.models.DetectorSpec` ``width``); with
 ``detection.image_size`` its images are small too. That is the tiny variant: nothing else changes.
 
-The fine-tuning can run data-parallel (:mod:`hardneg_bench.detection.train`), but a run's
-evaluations run in process 0 alone, so under torchrun with several processes the stage is refused
-before pretraining (it would wait for the others for ever).
+Under torchrun the stage runs in every process (the evaluation is ``data_parallel``): each
+fine-tunes on its share of every batch (:mod:`hardneg_bench.detection.train`, as detectron2 on
+MoCo's 8 GPUs) and tests its share of the test images; process 0 evaluates them and writes.
 """
 
 from __future__ import annotations
@@ -65,19 +65,19 @@ class DetectionTarget:
         return detection_dataset(self.dataset, split, root, self.task)
 
 
-def detection_target(cfg: RunConfig, name: str) -> DetectionTarget:
+def detection_target(cfg: RunConfig, name: str, root: Path) -> DetectionTarget:
     """``name`` as a detection dataset for ``detection.task``; an unknown dataset, a task it has no
-    annotations for, or a run of several processes is one ConfigError line (checked before
-    pretraining). Its files are read, and checked, when the stage starts."""
+    annotations for, or a batch the processes cannot share is one ConfigError line, and a split
+    whose files are not under ``root`` one DatasetMissingError line (checked before pretraining;
+    the files are read when the stage starts)."""
     if name not in DETECTION_DATASETS:
         raise ConfigError(f"config key 'transfer': {name!r} is not a detection dataset (known: {', '.join(DETECTION_DATASETS)})")
-    if distributed.world_size() > 1:
-        # the pipeline evaluates in process 0 alone; the fine-tuning's collectives (synchronised
-        # BatchNorm, DistributedDataParallel) would wait for the other processes for ever
-        raise ConfigError(f"config key 'transfer': {name}:detection runs in one process for now (the run's evaluations run in process 0 only): run it without torchrun or with --nproc_per_node=1")
-    tasks = DETECTION_DATASETS[name].tasks
-    if cfg.detection.task not in tasks:
-        raise ConfigError(f"config key 'detection.task': {name} has no {cfg.detection.task} annotations (it has {', '.join(tasks)})")
+    distributed.check_batch(cfg.detection.batch_size, "detection.batch_size")
+    spec = DETECTION_DATASETS[name]
+    if cfg.detection.task not in spec.tasks:
+        raise ConfigError(f"config key 'detection.task': {name} has no {cfg.detection.task} annotations (it has {', '.join(spec.tasks)})")
+    for split in spec.splits:
+        spec.require(split, root, cfg.detection.task)
     return DetectionTarget(name, cfg.detection.task)
 
 
@@ -142,4 +142,5 @@ DETECTION = Evaluation(
     _stages,
     _compute,
     detection_target,
+    data_parallel=True,
 )

@@ -33,6 +33,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from ..config import ConfigError, RunConfig, config_key, to_dict
 from ..data.base import DatasetMissingError, DatasetSpec
@@ -126,29 +127,40 @@ def describe_key(key: tuple) -> str:
     return f"{backbone}{'' if width == 1 else f' x{width:g}'}{' (L and ab streams)' if lab_split else ''}, {crop} px, batch {batch}"
 
 
-def measured_throughput(store: RunStore, device: str) -> dict[tuple, list[float]]:
-    """images/s of every finished pretraining on ``device``, by throughput key."""
+def ledger_figures(records: list[dict], device: str, stage: str, metric: str, key_of: Callable[[dict], tuple | None]) -> dict[tuple, list[float]]:
+    """``metric`` of every finished ``stage`` record on ``device``, grouped by ``key_of`` its
+    config (records whose key is None are left out)."""
     found: dict[tuple, list[float]] = {}
-    for record in store.ledger():
+    for record in records:
         metrics = record.get("metrics", {})
-        if record["stage"] != "pretrain" or metrics.get("device") != device or "images_per_s" not in metrics:
+        if record["stage"] != stage or metrics.get("device") != device or metrics.get(metric) is None:
             continue
-        key = throughput_key(record["config"])
+        key = key_of(record.get("config") or {})
         if key is not None:
-            found.setdefault(key, []).append(metrics["images_per_s"])
+            found.setdefault(key, []).append(metrics[metric])
     return found
 
 
-def bench_throughput(store: RunStore, device: str) -> dict[tuple, Throughput]:
-    """The latest ``bench`` figure of the full pipeline on ``device``, by throughput key."""
-    found: dict[tuple, Throughput] = {}
+Figure = TypeVar("Figure")
+
+
+def bench_figures(store: RunStore, device: str, key_of: Callable[[dict], tuple | None], figure_of: Callable[[dict], Figure | None]) -> dict[tuple, Figure]:
+    """The latest figure (``figure_of`` a record; None: it has none) of ``bench.jsonl``'s records
+    on ``device``, by ``key_of`` the record."""
+    found: dict[tuple, Figure] = {}
     for record in store.bench_records():
-        key = throughput_key(record.get("config") or {})
-        if record.get("device") != device or key is None or "full" not in record:
-            continue
-        data = "its files" if record.get("data") == "real" else "random images in memory"
-        found[key] = Throughput(record["full"]["images_per_s"], f"bench of {record.get('date', '?')} ({record.get('method')}, {data})")
+        key, figure = key_of(record), figure_of(record)
+        if record.get("device") == device and key is not None and figure is not None:
+            found[key] = figure
     return found
+
+
+def _bench_throughput(record: dict) -> Throughput | None:
+    """A ``bench`` record's figure of the full pipeline."""
+    if "full" not in record:
+        return None
+    data = "its files" if record.get("data") == "real" else "random images in memory"
+    return Throughput(record["full"]["images_per_s"], f"bench of {record.get('date', '?')} ({record.get('method')}, {data})")
 
 
 def detection_key(detection: dict | None) -> tuple | None:
@@ -165,28 +177,15 @@ def describe_detection(key: tuple) -> str:
     return f"{arch} {task} detector, batch {batch}"
 
 
-def measured_detection_rates(records: list[dict], device: str) -> dict[tuple, list[float]]:
-    """Seconds per iteration of every finished detection stage on ``device``, by detection key."""
-    found: dict[tuple, list[float]] = {}
-    for record in records:
-        metrics = record.get("metrics", {})
-        if record["stage"] != "detection" or metrics.get("device") != device or metrics.get("seconds_per_iteration") is None:
-            continue
-        key = detection_key((record.get("config") or {}).get("detection"))
-        if key is not None:
-            found.setdefault(key, []).append(metrics["seconds_per_iteration"])
-    return found
+def _bench_detection_key(record: dict) -> tuple | None:
+    return detection_key(record.get("detection")) if record.get("stage") == "detection" else None
 
 
-def bench_detection_rates(store: RunStore, device: str) -> dict[tuple, DetectionRate]:
-    """The latest detection figure of a GPU check on ``device`` kept in ``bench.jsonl``, by key."""
-    found: dict[tuple, DetectionRate] = {}
-    for record in store.bench_records():
-        key = detection_key(record.get("detection"))
-        if record.get("stage") != "detection" or record.get("device") != device or key is None or record.get("seconds_per_iteration") is None:
-            continue
-        found[key] = DetectionRate(record["seconds_per_iteration"], f"GPU check of {record.get('date', '?')}")
-    return found
+def _bench_detection_rate(record: dict) -> DetectionRate | None:
+    """A GPU check's detection record's seconds per iteration."""
+    if record.get("seconds_per_iteration") is None:
+        return None
+    return DetectionRate(record["seconds_per_iteration"], f"GPU check of {record.get('date', '?')}")
 
 
 def detection_iterations(cfg: RunConfig) -> int:
@@ -207,9 +206,11 @@ def split_images(spec: DatasetSpec, split: str, data_root: Path | None) -> int |
 
 
 def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides: list[str] = (), data_root: Path | None = None) -> list[PlannedRun]:
-    ledger_rates, bench_rates = measured_throughput(store, device), bench_throughput(store, device)
-    records = list(store.ledger()) if table.detection else []
-    detection_rates, detection_bench = measured_detection_rates(records, device), bench_detection_rates(store, device)
+    records = list(store.ledger())
+    ledger_rates = ledger_figures(records, device, "pretrain", "images_per_s", throughput_key)
+    bench_rates = bench_figures(store, device, lambda record: throughput_key(record.get("config") or {}), _bench_throughput)
+    detection_rates = ledger_figures(records, device, "detection", "seconds_per_iteration", lambda config: detection_key(config.get("detection")))
+    detection_bench = bench_figures(store, device, _bench_detection_key, _bench_detection_rate)
     sizes: dict[tuple[str, str], int | None] = {}
     runs = []
     planned: set[str] = set()
