@@ -33,6 +33,8 @@ from hardneg_bench.models.sync_batchnorm import SyncBatchNorm
 from hardneg_bench.store import RunStore, load_checkpoint
 from voc_squares import CPU, pipeline, squares_voc
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SETTINGS = ["detection.image_size=48", "detection.batch_size=4", "detection.lr=0.02", "detection.iterations=4", "detection.checkpoint_every=2", "detection.precise_bn_iterations=2", "detection.trials=1"]
 SEED, PROCESSES, CLASSES, WIDTH = 5, 2, 20, 0.0625
 
@@ -128,14 +130,6 @@ def reference_fine_tune(data: Path, ranks: tuple[int, ...]) -> dict:
 
 def relative_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / a.norm().clamp_min(1e-12))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_data_parallel_fine_tuning_is_the_mean_gradient_of_the_shares(two_processes):

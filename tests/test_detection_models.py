@@ -17,6 +17,8 @@ from hardneg_bench.config import ConfigError
 from hardneg_bench.detection.models import COCO_R50_C4, VOC_R50_C4, DetectorSpec, build_detector, load_encoder, tiny
 from hardneg_bench.models.backbones import ScaledResNet, resnet
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MOCO = "facebookresearch/moco@132aea9 detection/configs/"
 D2 = "facebookresearch/detectron2@02b5c4e detectron2/config/defaults.py"
 CONFIG = {  # what pascal_voc_R_50_C4_24k_moco.yaml resolves to, and where each value is set
@@ -51,15 +53,6 @@ BLOCKS = (3, 4, 6, 3)  # D2:484 RESNETS.DEPTH = 50; detectron2 modeling/backbone
 RES4_CHANNELS, RES5_CHANNELS = 1024, 2048  # D2:506 RES2_OUT_CHANNELS = 256, x4 in res4, x8 in res5 (roi_heads.py:431-435)
 STRIDE = 16  # res4: the stem's conv and max-pool, res3 and res4 each halve
 FPN_ANCHORS = ((32,), (64,), (128,), (256,), (512,))  # detectron2 configs/Base-RCNN-FPN.yaml ANCHOR_GENERATOR.SIZES
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

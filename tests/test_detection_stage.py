@@ -36,17 +36,9 @@ from hardneg_bench.recipes import resolve_config
 from hardneg_bench.reports.run_report import render, results_frame, summary
 from hardneg_bench.store import RunStore, load_checkpoint, load_data
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LEARN = ["detection.image_size=48", "detection.batch_size=2", "detection.lr=0.06", "detection.iterations=100", "detection.precise_bn_iterations=8", "detection.trials=1"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread costs more than it saves (and forked children must not
-    share the parent's OpenMP pool)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- the stage learns, and is cached ---------------------------------------------------------------

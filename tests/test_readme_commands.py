@@ -76,6 +76,7 @@ CANNOT_RUN_HERE = {
     "hardneg-bench evaluate --checkpoint moco_v2_800ep_pretrain.pth.tar --dataset imagenet --data-root /data": "released",
     "hardneg-bench reproduce hcl-readme-stl10 --checkpoints ~/weights --data-root /data": "released",
     "hardneg-bench evaluate --checkpoint moco_v2_800ep_pretrain.pth.tar --dataset imagenet --set 'transfer=[voc0712:detection]' --data-root /data": "released",
+    "torchrun --standalone --nproc_per_node=8 --no-python hardneg-bench evaluate --checkpoint moco_v2_800ep_pretrain.pth.tar --dataset imagenet --set 'transfer=[voc0712:detection]' --data-root /data": "released",
 }
 """Not run by any test; the README says why beside them (see REASONS)."""
 
