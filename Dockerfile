@@ -15,7 +15,8 @@ WORKDIR /opt/hardneg-bench
 COPY pyproject.toml README.md ./
 COPY hardneg_bench ./hardneg_bench
 COPY experiments ./experiments
-RUN pip install . && hardneg-bench list methods > /dev/null
+# the detection extra: pycocotools for COCO's box, mask and keypoint AP
+RUN pip install './[detection]' && hardneg-bench list methods > /dev/null
 
 # datasets (read, and written by torchvision downloads), the run store, and where report writes
 VOLUME ["/data", "/runs"]

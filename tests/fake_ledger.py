@@ -82,7 +82,7 @@ def detection_records(seeded, encoder_key: str, label: dict, dataset: str, rng: 
         for name, value in metrics.items():
             if value is not None:
                 values.setdefault(name, {})[trial] = value
-        metrics.update(test_accuracy=metrics["AP50"], iterations=100, seconds_per_iteration=rng.uniform(0.2, 0.4), device=device)
+        metrics.update(test_accuracy=metrics["AP50"], iterations=100, seconds_per_iteration=rng.uniform(0.2, 0.4), device=device, processes=1)
         extra = {"trial": trial, "detector": seeded.detection.arch, "task": seeded.detection.task}
         records.append({"stage": "detection", "key": config_key(config), "parent": encoder_key, **label, "eval_dataset": dataset, **extra, "config": config, "metrics": metrics})
     return records, values

@@ -152,6 +152,7 @@ def test_the_pipeline_fine_tunes_in_every_process_then_process_zero_probes(two_p
     detections = [next(r for r in rs if r["stage"] == "detection") for rs in records]
     same = ("AP", "AP50", "AP75", "iterations")
     assert detections[0]["key"] == detections[1]["key"] and {k: detections[0]["metrics"][k] for k in same} == {k: detections[1]["metrics"][k] for k in same}
+    assert detections[0]["metrics"]["processes"] == 2  # the record says so (the dry-run's estimate leaves it out)
 
     store = RunStore(two_processes / "runs")
     ledger = list(store.ledger())

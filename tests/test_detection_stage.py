@@ -29,10 +29,12 @@ from hardneg_bench.detection.solver import lr_factor, parameter_groups
 from hardneg_bench.detection.train import CHECKPOINT, DetectorTrainer
 from hardneg_bench.engine.preemption import Interrupted
 from hardneg_bench.engine.pretrain import ENCODER
+from hardneg_bench.engine.runtime import device_name
 from hardneg_bench.evaluations.detection import detector_spec
 from hardneg_bench.evaluations.registry import EVALUATIONS
 from hardneg_bench.pipeline import pretrain_stage
 from hardneg_bench.recipes import resolve_config
+from hardneg_bench.reports.reproduce import ledger_detection_key, ledger_figures
 from hardneg_bench.reports.run_report import render, results_frame, summary
 from hardneg_bench.store import RunStore, load_checkpoint, load_data
 
@@ -51,8 +53,12 @@ def test_the_stage_learns_the_squares_and_a_second_run_is_cached(tmp_path):
     metrics = record["metrics"]
     assert record["stage"] == "detection" and (record["trial"], record["detector"], record["task"], record["eval_dataset"]) == (0, "c4", "boxes", "voc0712")
     assert record["config"] == {"parent": record["parent"], "dataset": "voc0712", "seed": 0, "trial": 0, "detection": to_dict(first.cfg.detection, keyed=True)}
-    assert set(metrics) == {"AP", "AP50", "AP75", "test_accuracy", "iterations", "seconds_per_iteration"}
+    assert set(metrics) == {"AP", "AP50", "AP75", "test_accuracy", "iterations", "seconds_per_iteration", "device", "processes"}
     assert metrics["test_accuracy"] == metrics["AP50"] and metrics["iterations"] == 100
+    # what the dry-run's estimate reads: this stage times the C4 box detector at batch 2 on this CPU
+    assert (metrics["device"], metrics["processes"]) == (device_name(CPU.device), 1)
+    rates = ledger_figures([record], device_name(CPU.device), "detection", "seconds_per_iteration", ledger_detection_key)
+    assert rates == {("c4", "boxes", 2): [metrics["seconds_per_iteration"]]} and metrics["seconds_per_iteration"] > 0
 
     # the same detector before fine-tuning: built and initialised as the stage builds it
     cfg = first.cfg.detection

@@ -212,10 +212,10 @@ def _plan_rows(stdout: str) -> dict[tuple[str, str, str], list[str]]:
     return {(r[0], r[1], r[2]): r for r in rows}
 
 
-def _detection_result(cfg, encoder_key: str, dataset: str, trial: int, seconds: float, device: str) -> dict:
+def _detection_result(cfg, encoder_key: str, dataset: str, trial: int, seconds: float, device: str, processes: int = 1) -> dict:
     """A finished detection stage in the agreed format, as the store keeps it."""
     config = {"parent": encoder_key, "dataset": dataset, "seed": cfg.seed, "trial": trial, "detection": to_dict(cfg.detection, keyed=True)}
-    return {"stage": "detection", "key": config_key(config), "parent": encoder_key, "seed": cfg.seed, "trial": trial, "config": config, "metrics": {"AP50": 80.0, "AP": 55.0, "AP75": 60.0, "test_accuracy": 80.0, "iterations": 100, "seconds_per_iteration": seconds, "device": device}}
+    return {"stage": "detection", "key": config_key(config), "parent": encoder_key, "seed": cfg.seed, "trial": trial, "config": config, "metrics": {"AP50": 80.0, "AP": 55.0, "AP75": 60.0, "test_accuracy": 80.0, "iterations": 100, "seconds_per_iteration": seconds, "device": device, "processes": processes}}
 
 
 def test_dry_run_hours_are_iterations_times_trials_times_a_measured_seconds_per_iteration(tmp_path, monkeypatch):
@@ -228,6 +228,7 @@ def test_dry_run_hours_are_iterations_times_trials_times_a_measured_seconds_per_
     for seconds in (0.5, 0.9, 0.7):
         store.finish(_detection_result(voc, f"elsewhere-{seconds}", "voc0712", 0, seconds, CPU))
     store.finish(_detection_result(voc, "on-a-gpu", "voc0712", 0, 100.0, "NVIDIA H100"))
+    store.finish(_detection_result(voc, "on-8-processes", "voc0712", 0, 50.0, CPU, processes=8))  # ignored: one process is estimated
     # a GPU check's COCO Mask R-CNN timing (the latest one counts), and one of another device
     for seconds, device in ((9.0, CPU), (1.25, CPU), (0.1, "NVIDIA H100")):
         store.append_bench({"stage": "detection", "device": device, "date": "2026-11-28", "detection": to_dict(coco.detection), "seconds_per_iteration": seconds})

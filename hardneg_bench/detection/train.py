@@ -35,7 +35,7 @@ from ..config import DetectionConfig, DetectionSchedule
 from ..engine.preemption import Interrupted, stop_requests
 from ..engine.pretrain import TrainingDiverged, _write_metrics
 from ..engine.progress import training_progress
-from ..engine.runtime import Runtime, autocast, autocast_dtype, derive_seed
+from ..engine.runtime import Runtime, autocast, autocast_dtype, derive_seed, device_name
 from ..faults import failpoint
 from ..store import load_checkpoint, save_checkpoint
 from .datasets import Item
@@ -211,8 +211,8 @@ class _FineTuning:
 
 def fine_tune(trainer: DetectorTrainer, data: Dataset[Item], cfg: DetectionConfig, seed: int, run_dir: Path, runtime: Runtime, name: str = "detection") -> dict:
     """Train ``trainer``'s detector on ``data`` for ``cfg``'s schedule, resuming from ``run_dir``'s
-    newest intact checkpoint, then recompute its BatchNorm statistics; returns the iterations and
-    the seconds per iteration. ``seed`` is the trial's. A SIGTERM or SIGINT while training saves
+    newest intact checkpoint, then recompute its BatchNorm statistics; returns the iterations, the
+    seconds per iteration, the device (its name) and the number of processes. ``seed`` is the trial's. A SIGTERM or SIGINT while training saves
     a checkpoint after the current iteration and raises :class:`Interrupted`; a loss that is not
     finite raises :class:`TrainingDiverged` (the last checkpoint stays)."""
     distributed.check_batch(cfg.batch_size, "detection.batch_size")
@@ -224,4 +224,4 @@ def fine_tune(trainer: DetectorTrainer, data: Dataset[Item], cfg: DetectionConfi
         run.train(schedule, runtime)
     if not run.precise_bn:
         run.recompute_batchnorm(runtime)
-    return {"iterations": schedule.iterations, "seconds_per_iteration": run.seconds / schedule.iterations}
+    return {"iterations": schedule.iterations, "seconds_per_iteration": run.seconds / schedule.iterations, "device": device_name(trainer.device), "processes": distributed.world_size()}

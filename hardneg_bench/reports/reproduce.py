@@ -128,14 +128,14 @@ def describe_key(key: tuple) -> str:
 
 
 def ledger_figures(records: list[dict], device: str, stage: str, metric: str, key_of: Callable[[dict], tuple | None]) -> dict[tuple, list[float]]:
-    """``metric`` of every finished ``stage`` record on ``device``, grouped by ``key_of`` its
-    config (records whose key is None are left out)."""
+    """``metric`` of every finished ``stage`` record on ``device``, grouped by ``key_of`` the
+    record (records whose key is None are left out)."""
     found: dict[tuple, list[float]] = {}
     for record in records:
         metrics = record.get("metrics", {})
         if record["stage"] != stage or metrics.get("device") != device or metrics.get(metric) is None:
             continue
-        key = key_of(record.get("config") or {})
+        key = key_of(record)
         if key is not None:
             found.setdefault(key, []).append(metrics[metric])
     return found
@@ -177,6 +177,14 @@ def describe_detection(key: tuple) -> str:
     return f"{arch} {task} detector, batch {batch}"
 
 
+def ledger_detection_key(record: dict) -> tuple | None:
+    """A detection stage's :func:`detection_key`, when it fine-tuned in one process: the estimate
+    is of fine-tunings on one GPU (or CPU) of the device, as the GPU check times them."""
+    if record["metrics"].get("processes") != 1:
+        return None
+    return detection_key((record.get("config") or {}).get("detection"))
+
+
 def _bench_detection_key(record: dict) -> tuple | None:
     return detection_key(record.get("detection")) if record.get("stage") == "detection" else None
 
@@ -207,9 +215,9 @@ def split_images(spec: DatasetSpec, split: str, data_root: Path | None) -> int |
 
 def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides: list[str] = (), data_root: Path | None = None) -> list[PlannedRun]:
     records = list(store.ledger())
-    ledger_rates = ledger_figures(records, device, "pretrain", "images_per_s", throughput_key)
+    ledger_rates = ledger_figures(records, device, "pretrain", "images_per_s", lambda record: throughput_key(record.get("config") or {}))
     bench_rates = bench_figures(store, device, lambda record: throughput_key(record.get("config") or {}), _bench_throughput)
-    detection_rates = ledger_figures(records, device, "detection", "seconds_per_iteration", lambda config: detection_key(config.get("detection")))
+    detection_rates = ledger_figures(records, device, "detection", "seconds_per_iteration", ledger_detection_key)
     detection_bench = bench_figures(store, device, _bench_detection_key, _bench_detection_rate)
     sizes: dict[tuple[str, str], int | None] = {}
     runs = []
