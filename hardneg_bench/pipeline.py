@@ -233,7 +233,7 @@ class Pipeline:
         records = []
         for stage in evaluation.stages(self.cfg, encoder.key, name, name != self.cfg.dataset):
             label = {**encoder.label, "eval_dataset": name, **stage.label}
-            compute = lambda _, stage=stage: evaluation.compute(self, encoder, dataset, stage)  # noqa: E731
+            compute = lambda _, stage=stage: evaluation.compute(self, encoder, dataset, stage)
             records.append(self._stage(stage.stage, stage.config, label, compute, needs, together=evaluation.data_parallel))
         return records
 
