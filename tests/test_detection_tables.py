@@ -285,3 +285,22 @@ def test_dry_run_of_released_weights_and_of_an_untimed_detector(tmp_path, monkey
     assert "8 detection fine-tunings to run on the released weights (with reproduce --checkpoints DIR): no estimate" in done.stdout
     assert "`python benchmarks/gpu_check.py --only detection`" in done.stdout
     assert not (runs / "pretrain").exists()
+
+
+def test_the_dry_runs_dataset_list_checks_detection_targets_in_their_own_layouts(tmp_path):
+    """A detection table's targets are looked for where the detection loaders read them: absent,
+    each carries its loader's one line (the archive to get, or pycocotools); VOC written in its
+    released layout is present, at ``VOCdevkit``."""
+    from hardneg_bench.detection.datasets import DETECTION_DATASETS
+    from hardneg_bench.reports.reproduce import dataset_presence
+    from voc_squares import squares_voc
+
+    table = load_table("mochi-detection")
+    found = {f.dataset: f for f in dataset_presence(table, tmp_path)}
+    assert set(found) == {"imagenet", "voc0712", "coco2017:masks"}
+    assert not found["voc0712"].present and "VOCtest_06-Nov-2007.tar" in found["voc0712"].detail and "\n" not in found["voc0712"].detail
+    coco = found["coco2017:masks"]
+    assert not coco.present and ("instances_val2017.json" in coco.detail or "pycocotools" in coco.detail)
+    squares_voc(tmp_path, 2)
+    voc = {f.dataset: f for f in dataset_presence(table, tmp_path)}["voc0712"]
+    assert voc.present and voc.detail == str(tmp_path / DETECTION_DATASETS["voc0712"].location)

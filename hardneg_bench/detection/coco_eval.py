@@ -13,10 +13,9 @@ import contextlib
 import copy
 import io
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pycocotools is the `detection` extra: imported where COCO is evaluated, so the CLI runs without it
     from pycocotools.coco import COCO

@@ -33,7 +33,7 @@ from torch.utils.hooks import RemovableHandle
 from .. import distributed
 from ..config import DetectionConfig, DetectionSchedule
 from ..engine.preemption import Interrupted, stop_requests
-from ..engine.pretrain import TrainingDiverged, _write_metrics
+from ..engine.pretrain import TrainingDiverged, write_metrics
 from ..engine.progress import training_progress
 from ..engine.runtime import Runtime, autocast, autocast_dtype, derive_seed, device_name
 from ..faults import failpoint
@@ -162,7 +162,7 @@ class _FineTuning:
         if distributed.is_main():
             state = {"iteration": self.iteration, "precise_bn": self.precise_bn, "history": self.history, "seconds": self.seconds, **self.trainer.state_dict(optimizer=not self.precise_bn)}
             save_checkpoint(self.run_dir / CHECKPOINT, state, self.run_dir.name)
-            _write_metrics(self.run_dir, self.history)
+            write_metrics(self.run_dir, self.history)
 
     def loader(self, seed: object, start: int, runtime: Runtime):
         world = distributed.world_size()

@@ -89,7 +89,9 @@ def save_random_init(cfg: RunConfig, spec: DatasetSpec, run_dir: Path) -> dict:
     return {"epochs_trained": 0}
 
 
-def _write_metrics(run_dir: Path, history: list[dict]) -> None:
+def write_metrics(run_dir: Path, history: list[dict]) -> None:
+    """``run_dir``'s metrics.csv, written atomically: one row per entry of ``history`` (pretraining
+    epochs, detection iterations), a column per name any entry has."""
     buffer = io.StringIO()
     fields = list(dict.fromkeys(name for entry in history for name in entry))  # diagnostics may start late
     writer = csv.DictWriter(buffer, fieldnames=fields)
@@ -195,7 +197,7 @@ def pretrain(cfg: RunConfig, spec: DatasetSpec, data: ImageSet, run_dir: Path, r
             history.append({"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "lr": trainer.optimizer.param_groups[0]["lr"], "images_per_s": steps * p.batch_size / seconds, "seconds": seconds, **totals.hardness.summary()})
             if not main:
                 continue
-            _write_metrics(run_dir, history)
+            write_metrics(run_dir, history)
             logger.log({f"pretrain/{metric}": value for metric, value in history[-1].items() if metric not in ("epoch", "steps")}, epoch + 1)
             progress.epoch_done(history)
             if (epoch + 1) % p.checkpoint_every == 0 or epoch + 1 == p.epochs:

@@ -33,8 +33,8 @@ class Evaluation:
     stage)`` returns one stage's metrics (``test_accuracy`` in %, and whatever else it measures).
     ``dataset(cfg, name, data_root)`` gives the dataset object ``compute`` receives and raises a
     one-line DatasetMissingError when its files are not under ``data_root`` (called before
-    pretraining, so that a missing target fails first); None: the classification registry's, as the run normalises it, whose
-    ``splits`` are loaded before the first stage is written.
+    pretraining, so that a missing target fails first); None: the classification registry's, as
+    the run normalises it, whose ``splits`` are loaded before the first stage is written.
 
     ``data_parallel``: under torchrun every process computes each stage together, on its share
     of the work (the computation writes in process 0 only); otherwise process 0 computes it

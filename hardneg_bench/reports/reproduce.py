@@ -18,8 +18,9 @@ per trial, for the pretrained encoder and, with ``random_init_baseline``, the ra
 its schedule's iterations x a measured seconds per iteration, with the same detector (arch, task,
 batch) on the same device:
 
-1. the median ``seconds_per_iteration`` of finished detection stages in the ledger (their
-   ``metrics.device`` naming the device);
+1. the median ``seconds_per_iteration`` of finished detection stages in the ledger that
+   fine-tuned in one process (their ``metrics.device`` naming the device, ``metrics.processes``
+   1: the estimate is of one GPU);
 2. else the latest detection figure kept in the run store's ``bench.jsonl`` (a record with
    ``"stage": "detection"``, ``device``, ``date``, ``detection`` (the DetectionConfig as data) and
    ``seconds_per_iteration``), which ``benchmarks/gpu_check.py --only detection`` measures.
@@ -44,7 +45,7 @@ from ..pipeline import pretrain_stage, random_init_stage
 from ..recipes import resolve_config
 from ..store import RunStore
 from .table_report import cell_stages, released_results
-from .tables import PaperTable, TableRow
+from .tables import PaperTable, TableRow, detection_column
 
 RELEASED = "released weights"
 """The status of a row of released weights only: nothing to pretrain (``reproduce --checkpoints``)."""
@@ -196,10 +197,6 @@ def _bench_detection_rate(record: dict) -> DetectionRate | None:
     return DetectionRate(record["seconds_per_iteration"], f"GPU check of {record.get('date', '?')}")
 
 
-def detection_iterations(cfg: RunConfig) -> int:
-    return cfg.detection.resolved_schedule().iterations
-
-
 def split_images(spec: DatasetSpec, split: str, data_root: Path | None) -> int | None:
     """The size of ``split``: fixed by the dataset, else counted in ``data_root`` (image folders,
     listed without reading an image); None when neither."""
@@ -228,7 +225,7 @@ def plan(table: PaperTable, seeds: int, store: RunStore, device: str, overrides:
         key = detection_key(to_dict(cfg.detection))
         rates = detection_rates.get(key)
         rate = DetectionRate(statistics.median(rates), f"{len(rates)} finished detection stage{'s' if len(rates) > 1 else ''} in the ledger") if rates else detection_bench.get(key)
-        return DetectionWork(todo, detection_iterations(cfg), key, rate)
+        return DetectionWork(todo, cfg.detection.resolved_schedule().iterations, key, rate)
 
     for row, dataset in table.cells():
         base = table.cell_config(row, dataset, overrides=overrides)
@@ -283,12 +280,12 @@ def dataset_presence(table: PaperTable, data_root: Path) -> list[Presence]:
     loader gives without downloading (it fails at its first missing path, before reading any image)."""
     found = []
     for column in dict.fromkeys([*table.datasets, *table.columns]):
-        name, _, task = column.partition(":")
-        if table.metric == "detection" and column in table.targets:
+        if table.detection and column in table.targets:
+            name, task = detection_column(column)
             spec = DETECTION_DATASETS[name]
-            location, load = spec.location, lambda spec=spec, task=task: spec.load(spec.splits[-1], data_root, task or "boxes")
+            location, load = spec.location, lambda spec=spec, task=task: spec.require(spec.splits[-1], data_root, task)
         else:
-            spec = get_dataset(name)
+            spec = get_dataset(column)
             if spec.builtin:
                 found.append(Presence(column, True, "built in"))
                 continue

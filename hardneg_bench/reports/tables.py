@@ -53,7 +53,7 @@ metrics (in %), in the order the column shows them."""
 DEFAULT_TASK = "boxes"
 
 
-def detection_target(column: str) -> tuple[str, str]:
+def detection_column(column: str) -> tuple[str, str]:
     """A detection column's dataset and task (``coco2017:masks``; boxes when it names none)."""
     dataset, _, task = column.partition(":")
     return dataset, task or DEFAULT_TASK
@@ -64,7 +64,7 @@ def column_measures(metric: str, column: str) -> tuple[str, ...]:
     record's metrics."""
     if metric != DETECTION:
         return (TEST_ACCURACY,)
-    dataset, task = detection_target(column)
+    dataset, task = detection_column(column)
     return DETECTION_MEASURES[dataset][task]
 
 
@@ -129,7 +129,7 @@ class PaperTable:
 
     def evaluated_on(self, column: str) -> str:
         """The dataset name ``column``'s evaluation stages are keyed with."""
-        return detection_target(column)[0] if self.detection else column
+        return detection_column(column)[0] if self.detection else column
 
     def measures(self, column: str) -> tuple[str, ...]:
         return column_measures(self.metric, column)
@@ -148,7 +148,7 @@ class PaperTable:
         column fixes the detector's task, over every layer)."""
         dataset = self.pretrain_dataset(column)
         target = {"transfer": [f"{self.evaluated_on(column)}:{self.metric}"]} if self.targets else {}
-        task = {"detection": {"task": detection_target(column)[1]}} if self.detection else {}
+        task = {"detection": {"task": detection_column(column)[1]}} if self.detection else {}
         layer: dict = {}
         for part in (self.common, self.dataset_layers.get(dataset) or {}, self.target_layers.get(column) or {}, target, row.config, row.datasets.get(column) or {}, task, {"seed": seed}):
             layer = deep_merge(layer, part)
@@ -183,7 +183,7 @@ def _mapping(value: Any, where: str) -> dict:
 
 def _detection_column(column: Any, where: str) -> str:
     """A detection table's target ``DATASET`` or ``DATASET:TASK``, checked."""
-    dataset, task = detection_target(str(column))
+    dataset, task = detection_column(str(column))
     if dataset not in DETECTION_DATASETS:
         raise ConfigError(f"{where}: target {column!r} is not a detection dataset (known: {', '.join(DETECTION_DATASETS)}; a detection table's targets are DATASET or DATASET:TASK)")
     tasks = DETECTION_DATASETS[dataset].tasks
